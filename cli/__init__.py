@@ -1,0 +1,1 @@
+"""The amanah command line: thin click commands over amanah.node."""

@@ -1,0 +1,433 @@
+"""`amanah`: the command line. Each command parses, calls amanah.node, and prints.
+
+Exit codes: 0 success, 1 a failure the user must see (one line on stderr, no traceback),
+2 a usage error. Output is text for people, or JSON with --json for scripts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from amanah.node.errors import AmanahError, InvalidInput, PassphraseError
+from amanah.protocol.errors import FormatError
+
+
+class _Group(click.Group):
+    """Turns the node's errors into one clean line and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (AmanahError, FormatError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+class Ctx:
+    def __init__(self, home: Path, passphrase_file: Path | None) -> None:
+        self.home = home
+        self.passphrase_file = passphrase_file
+        self._node = None
+
+    def passphrase(self) -> str | None:
+        """From AMANAH_PASSPHRASE, --passphrase-file, or a prompt in a terminal (in that order)."""
+        env = os.environ.get("AMANAH_PASSPHRASE")
+        if env is not None:
+            return env
+        if self.passphrase_file is not None:
+            try:
+                return self.passphrase_file.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise PassphraseError(
+                    f"cannot read {self.passphrase_file}: {exc.strerror}"
+                ) from None
+        if sys.stdin.isatty():
+            return click.prompt("Passphrase", hide_input=True, err=True)
+        return None
+
+    def new_passphrase(self) -> str:
+        env = os.environ.get("AMANAH_PASSPHRASE")
+        if env is None and self.passphrase_file is None and sys.stdin.isatty():
+            value = click.prompt(
+                "New passphrase", hide_input=True, confirmation_prompt=True, err=True
+            )
+        else:
+            value = self.passphrase()
+        if not value:
+            raise PassphraseError(
+                "a passphrase is needed: set AMANAH_PASSPHRASE, use --passphrase-file, run in a "
+                "terminal to be asked, or choose --no-passphrase"
+            )
+        return value
+
+    @property
+    def node(self):  # noqa: ANN201 - amanah.node.home.Node, imported lazily for start-up speed
+        if self._node is None:
+            from amanah.node.home import Node
+
+            self._node = Node(self.home, self.passphrase)
+            click.get_current_context().call_on_close(self._node.close)
+        return self._node
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+def emit(data: Any, as_json: bool, text: str | None = None) -> None:
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+    elif text is not None:
+        click.echo(text)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="AMANAH_HOME",
+    help="Node home directory (default: $AMANAH_HOME or ~/.amanah).",
+)
+@click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Read the identity passphrase from this file (else $AMANAH_PASSPHRASE or a prompt).",
+)
+@click.version_option(package_name="amanah")
+@click.pass_context
+def main(ctx: click.Context, home: Path | None, passphrase_file: Path | None) -> None:
+    """Amanah: a peer-replicated archive node for evidence of human-rights violations."""
+    from amanah.node.home import default_home
+
+    ctx.obj = Ctx(home or default_home(), passphrase_file)
+
+
+# --- node and identity --------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--name", default="", help="A name for this node, shown to its partners.")
+@click.option("--no-passphrase", is_flag=True, help="Store the identity unencrypted (not advised).")
+@click.option(
+    "--restore",
+    "restore",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Restore the identity (and peers) from a backup made by `amanah identity export`.",
+)
+@click.option(
+    "--role", type=click.Choice(["partner", "mirror"]), default="partner", show_default=True
+)
+@pass_ctx
+def init(c: Ctx, name: str, no_passphrase: bool, restore: Path | None, role: str) -> None:
+    """Create a new node: its identity, config and store."""
+    from amanah.node import home as home_mod
+    from amanah.node import identity as identity_mod
+
+    if (c.home / "identity").exists():
+        raise AmanahError(
+            f"{c.home} already holds an Amanah node; refusing to overwrite its identity"
+        )
+    backup = None
+    if restore is not None:
+        backup = identity_mod.read_backup(restore, c.passphrase())
+    passphrase = None if no_passphrase else c.new_passphrase()
+    identity = home_mod.init_home(c.home, name, passphrase, role, backup)
+    verb = "Restored" if backup else "Created"
+    click.echo(f"{verb} node {identity.peer_id} in {c.home}")
+    if backup is not None:
+        click.echo("Its collections come back from its partners once it syncs with them.")
+
+
+@main.command("id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def id_(c: Ctx, as_json: bool) -> None:
+    """Show this node's peer id, name and public key."""
+    node = c.node
+    data = {"peer_id": node.peer_id, "name": node.name, "public_key": node.public_key.hex()}
+    emit(data, as_json, f"{data['peer_id']}  {data['name']}".rstrip())
+
+
+@main.group()
+def identity() -> None:
+    """Back up this node's identity."""
+
+
+@identity.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_ctx
+def identity_export(c: Ctx, file: Path) -> None:
+    """Write an encrypted identity backup to FILE (keep it offline, away from the node)."""
+    from amanah.node.identity import Backup, write_backup
+
+    node = c.node
+    secret = node.identity
+    write_backup(file, Backup(secret, node.name, []), c.passphrase() or "")
+    click.echo(f"Wrote identity backup of {node.peer_id} to {file}")
+    click.echo("With it and one living partner, `amanah init --restore` brings this node back.")
+
+
+# --- collections ---------------------------------------------------------------------------------
+
+
+@main.group()
+def collection() -> None:
+    """Create, list and show collections."""
+
+
+@collection.command("create")
+@click.argument("name")
+@click.option("--tier", type=click.Choice(["public", "trusted", "closed"]), required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def collection_create(c: Ctx, name: str, tier: str, as_json: bool) -> None:
+    """Create a collection NAME owned by this node."""
+    from amanah.node import collections
+
+    info = collections.create(c.node, name, tier)
+    data = collections.summary(info)
+    emit(data, as_json, f"{data['id']}  {tier}  {name}")
+
+
+@collection.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def collection_list(c: Ctx, as_json: bool) -> None:
+    """List the collections this node holds."""
+    from amanah.node import collections
+
+    rows = [collections.summary(i) for i in collections.list_all(c.node)]
+    text = "\n".join(f"{r['id']}  {r['tier']:<7}  {r['name'] or '(name encrypted)'}" for r in rows)
+    emit(rows, as_json, text or "(no collections)")
+
+
+@collection.command("show")
+@click.argument("collection_ref", metavar="COLLECTION")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def collection_show(c: Ctx, collection_ref: str, as_json: bool) -> None:
+    """Show a collection: tier, log length, head and grants."""
+    from amanah.node import collections
+
+    d = collections.describe(c.node, collections.resolve(c.node, collection_ref))
+    lines = [
+        f"id:         {d['id']}",
+        f"name:       {d['name'] or '(encrypted)'}",
+        f"tier:       {d['tier']}",
+        f"owner:      {d['owner']}{' (this node)' if d['owned'] else ''}",
+        f"log length: {d['log_length']}",
+        f"head:       {d['head']}",
+        f"items:      {d['items']} ({d['redacted']} redacted)",
+        "grants:     "
+        + (", ".join(f"{g['peer_id']} ({g['role']})" for g in d["grants"]) or "none"),
+    ]
+    emit(d, as_json, "\n".join(lines))
+
+
+# --- items ----------------------------------------------------------------------------------------
+
+
+def _parse_meta(
+    title: str | None,
+    title_ar: str | None,
+    description: str | None,
+    description_ar: str | None,
+    source_url: str | None,
+    captured_at: str | None,
+    tags: tuple[str, ...],
+    metas: tuple[str, ...],
+    meta_file: Path | None,
+) -> dict:
+    meta: dict = {}
+    if meta_file is not None:
+        try:
+            loaded = json.loads(meta_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"cannot read {meta_file}: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"{meta_file} is not valid JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise InvalidInput(f"{meta_file} must hold a JSON object")
+        meta.update(loaded)
+    pairs = {
+        "title_en": title,
+        "title_ar": title_ar,
+        "description_en": description,
+        "description_ar": description_ar,
+        "source_url": source_url,
+        "captured_at": captured_at,
+    }
+    meta.update({k: v for k, v in pairs.items() if v is not None})
+    if tags:
+        meta["tags"] = list(meta.get("tags", [])) + list(tags)
+    if metas:
+        extra = dict(meta.get("extra", {})) if isinstance(meta.get("extra"), dict) else {}
+        for m in metas:
+            key, sep, value = m.partition("=")
+            if not sep or not key.strip():
+                raise InvalidInput(f"--meta takes KEY=VALUE, got {m!r}")
+            extra[key.strip()] = value
+        meta["extra"] = extra
+    return meta
+
+
+@main.command()
+@click.argument("collection_ref", metavar="COLLECTION")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--title", help="Title (English).")
+@click.option("--title-ar", help="Title (Arabic).")
+@click.option("--description", help="Description (English).")
+@click.option("--description-ar", help="Description (Arabic).")
+@click.option("--source-url", help="Where the original was found.")
+@click.option("--captured-at", help="When it was captured (RFC 3339, e.g. 2024-05-01T13:45:00Z).")
+@click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
+@click.option("--meta", "metas", multiple=True, help="A free field KEY=VALUE (repeatable).")
+@click.option(
+    "--meta-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Metadata as a JSON object (fields as in protocol/SPEC.md).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def add(
+    c: Ctx,
+    collection_ref: str,
+    paths: tuple[Path, ...],
+    title: str | None,
+    title_ar: str | None,
+    description: str | None,
+    description_ar: str | None,
+    source_url: str | None,
+    captured_at: str | None,
+    tags: tuple[str, ...],
+    metas: tuple[str, ...],
+    meta_file: Path | None,
+    as_json: bool,
+) -> None:
+    """Add files (folders recursively) to COLLECTION, with the metadata given."""
+    from amanah.node import collections, ingest
+    from amanah.protocol import metadata as metadata_mod
+
+    meta = _parse_meta(
+        title,
+        title_ar,
+        description,
+        description_ar,
+        source_url,
+        captured_at,
+        tags,
+        metas,
+        meta_file,
+    )
+    try:
+        meta = metadata_mod.validate_user(meta)
+    except FormatError as exc:
+        raise InvalidInput(f"invalid metadata: {exc}") from None
+    sources = ingest.gather(paths)
+    node = c.node
+    info = collections.resolve(node, collection_ref)
+    total = sum(s.size for s in sources)
+    show = sys.stderr.isatty() and not as_json
+    with click.progressbar(length=total, label="Adding", file=sys.stderr, hidden=not show) as bar:
+        added = ingest.add(node, info, sources, meta, bar.update)
+    rows = [a.as_dict() for a in added]
+    text = "\n".join(f"{a.id}  {a.sha256}  {a.path}" for a in added)
+    emit(rows, as_json, text or "(no files)")
+
+
+@main.command("ls")
+@click.argument("collection_ref", metavar="COLLECTION")
+@click.option("--all", "include_redacted", is_flag=True, help="Include redacted items.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def ls(c: Ctx, collection_ref: str, include_redacted: bool, as_json: bool) -> None:
+    """List the items of COLLECTION."""
+    from amanah.node import collections, items
+
+    info = collections.resolve(c.node, collection_ref)
+    rows = list(items.list_items(c.node, info.state, include_redacted))
+    lines = []
+    for r in rows:
+        if r.get("redacted"):
+            lines.append(f"{r['id']}  (redacted)")
+        elif not r["readable"]:
+            lines.append(f"{r['id']}  {r['size']:>12}  (encrypted: not readable on this node)")
+        else:
+            m = r["metadata"]
+            title = m.get("title_en") or m.get("title_ar") or ""
+            lines.append(f"{r['id']}  {r['size']:>12}  {m['filename']}  {title}".rstrip())
+    emit(rows, as_json, "\n".join(lines) or "(no items)")
+
+
+@main.command()
+@click.argument("item_ref", metavar="ITEM")
+@click.option("-o", "--output", help="File or folder to write to ('-' for standard output).")
+@click.option("--force", is_flag=True, help="Replace an existing file.")
+@pass_ctx
+def get(c: Ctx, item_ref: str, output: str | None, force: bool) -> None:
+    """Write an item's original file, every block and the SHA-256 verified."""
+    from amanah.node import items
+
+    show = sys.stderr.isatty() and output != "-"
+    with click.progressbar(length=0, label="Reading", file=sys.stderr, hidden=not show) as bar:
+        dest, meta = items.get(c.node, item_ref, output, force, bar.update)
+    if dest is not None:
+        click.echo(f"{dest}  sha256 {meta['sha256']} verified", err=True)
+
+
+@main.command()
+@click.argument("target", required=False, metavar="[COLLECTION|ITEM]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def verify(c: Ctx, target: str | None, as_json: bool) -> None:
+    """Re-hash every block and check every signature and the hash chain."""
+    from amanah.node import collections, items
+    from amanah.node import verify as verify_mod
+
+    node = c.node
+    if target is None:
+        report = verify_mod.verify_all(node)
+    elif target.startswith("itm_"):
+        report = verify_mod.verify_item(node, items.locate(node, target))
+    else:
+        info = collections.resolve(node, target)
+        report = verify_mod.verify_collection(node, info.state, verify_mod.Report())
+    data = report.as_dict()
+    if as_json:
+        emit(data, True)
+    else:
+        ch = data["checked"]
+        click.echo(
+            f"checked {ch['collections']} collection(s), {ch['entries']} log entries, "
+            f"{ch['items']} item(s), {ch['blocks']} block(s), {ch['bytes']} bytes"
+        )
+        for d in data["damaged"]:
+            where = " ".join(str(d[k]) for k in ("item", "id") if k in d)
+            pos = f" at position {d['position']}" if "position" in d else ""
+            click.echo(f"DAMAGED {d['kind']}{pos} in {d['collection']} {where}: {d['problem']}")
+        click.echo("intact" if report.ok else f"{len(data['damaged'])} problem(s) found")
+    if not report.ok:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("item_ref", metavar="ITEM")
+@click.option("--reason", required=True, help="Why (kept, signed, in the collection's log).")
+@pass_ctx
+def redact(c: Ctx, item_ref: str, reason: str) -> None:
+    """Withdraw an item: a signed tombstone in the log; its content and metadata are erased."""
+    from amanah.node import redact as redact_mod
+
+    entry = redact_mod.redact(c.node, item_ref, reason)
+    click.echo(f"Redacted {item_ref} (log position {entry.seq})")
+
+
+if __name__ == "__main__":
+    main()

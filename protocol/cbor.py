@@ -1,0 +1,60 @@
+"""Deterministic CBOR (RFC 8949 section 4.2) restricted to the types SPEC.md allows.
+
+Decoding is strict: the input must be exactly the canonical encoding of what it decodes to, so a
+value has one and only one byte form and hashes and signatures over it are stable. Only these
+types occur: unsigned and negative integers within 64 bits, byte strings, text strings, arrays,
+maps with text keys, booleans and null. No floats, no tags, no indefinite lengths.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cbor2
+
+from .errors import FormatError
+
+MAX_DEPTH = 16
+_INT_LIMIT = 2**64
+
+
+def encode(value: Any) -> bytes:
+    """Encode `value` canonically; refuses types outside the allowed set."""
+    _check(value, 0)
+    return cbor2.dumps(value, canonical=True)
+
+
+def decode(data: bytes, max_size: int) -> Any:
+    """Decode `data`, refusing anything over `max_size` bytes or not in canonical form."""
+    if len(data) > max_size:
+        raise FormatError(f"CBOR value of {len(data)} bytes exceeds the {max_size}-byte limit")
+    try:
+        value = cbor2.loads(data)
+    except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise FormatError(f"malformed CBOR: {exc}") from None
+    _check(value, 0)
+    if cbor2.dumps(value, canonical=True) != data:
+        raise FormatError("CBOR is not in canonical form")
+    return value
+
+
+def _check(value: Any, depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise FormatError("CBOR nesting too deep")
+    if value is None or isinstance(value, (bool, str, bytes)):
+        return
+    if isinstance(value, int):
+        if not -_INT_LIMIT <= value < _INT_LIMIT:
+            raise FormatError("integer out of 64-bit range")
+        return
+    if isinstance(value, list):
+        for v in value:
+            _check(v, depth + 1)
+        return
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise FormatError("map keys must be text")
+            _check(v, depth + 1)
+        return
+    raise FormatError(f"type {type(value).__name__} is not allowed in Amanah CBOR")
