@@ -82,9 +82,11 @@ class Archive:
         self._write(txn, state, genesis)
         return state
 
-    def append_entry(self, txn: lmdb.Transaction, state: CollectionState, entry: Entry) -> None:
+    def append_entry(
+        self, txn: lmdb.Transaction, state: CollectionState, entry: Entry, signed_here: bool = False
+    ) -> None:
         """Check `entry` against `state` (which advances) and store it."""
-        state.apply(entry)
+        state.apply(entry, signed_here)
         self._write(txn, state, entry)
 
     def append(
@@ -97,9 +99,10 @@ class Archive:
         **fields: object,
     ) -> Entry:
         """Make, sign and store the next entry of a collection this node owns."""
-        head = self.entry(txn, state.id, state.length - 1)
-        entry = log.make_entry(identity.signing_key, log.next_body(head, type_, at, **fields))
-        self.append_entry(txn, state, entry)
+        if state.owner != identity.public_key:
+            raise FormatError("only the owner appends to a collection's log")
+        entry = log.make_entry(identity.signing_key, log.next_body(state, type_, at, **fields))
+        self.append_entry(txn, state, entry, signed_here=True)
         return entry
 
     def _write(self, txn: lmdb.Transaction, state: CollectionState, entry: Entry) -> None:

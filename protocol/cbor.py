@@ -19,8 +19,8 @@ _INT_LIMIT = 2**64
 
 
 def encode(value: Any) -> bytes:
-    """Encode `value` canonically; refuses types outside the allowed set."""
-    _check(value, 0)
+    """Encode `value` canonically. The caller builds `value` from checked parts; `decode` is
+    where types are enforced, on everything that comes from outside."""
     return cbor2.dumps(value, canonical=True)
 
 
@@ -39,22 +39,30 @@ def decode(data: bytes, max_size: int) -> Any:
 
 
 def _check(value: Any, depth: int) -> None:
-    if depth > MAX_DEPTH:
-        raise FormatError("CBOR nesting too deep")
-    if value is None or isinstance(value, (bool, str, bytes)):
+    # Dispatch on the exact type: subclasses (bool is an int) and anything else are refused
+    # unless listed. This runs on every value decoded from outside, so it is kept cheap.
+    t = type(value)
+    if t is str or t is bytes or t is bool or value is None:
         return
-    if isinstance(value, int):
+    if t is int:
         if not -_INT_LIMIT <= value < _INT_LIMIT:
             raise FormatError("integer out of 64-bit range")
         return
-    if isinstance(value, list):
+    if depth >= MAX_DEPTH:
+        raise FormatError("CBOR nesting too deep")
+    if t is list:
         for v in value:
-            _check(v, depth + 1)
+            if type(v) not in _LEAF:
+                _check(v, depth + 1)
         return
-    if isinstance(value, dict):
+    if t is dict:
         for k, v in value.items():
-            if not isinstance(k, str):
+            if type(k) is not str:
                 raise FormatError("map keys must be text")
-            _check(v, depth + 1)
+            if type(v) not in _LEAF:
+                _check(v, depth + 1)
         return
-    raise FormatError(f"type {type(value).__name__} is not allowed in Amanah CBOR")
+    raise FormatError(f"type {t.__name__} is not allowed in Amanah CBOR")
+
+
+_LEAF = frozenset((str, bytes, bool, type(None)))

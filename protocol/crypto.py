@@ -76,6 +76,13 @@ class ItemCipher:
         ad = associated_data(self._collection, self._salt, purpose, index)
         return self._aead.encrypt(nonce(purpose, index), plaintext, ad)
 
+    def seal_into(self, purpose: int, index: int, plaintext: memoryview, out: memoryview) -> int:
+        """Encrypt into `out` (at least len(plaintext) + 16 bytes); returns the bytes written."""
+        ad = associated_data(self._collection, self._salt, purpose, index)
+        n = len(plaintext) + TAG_LEN
+        self._aead.encrypt_into(nonce(purpose, index), plaintext, ad, out[:n])
+        return n
+
     def open(self, purpose: int, index: int, ciphertext: bytes | memoryview) -> bytes:
         ad = associated_data(self._collection, self._salt, purpose, index)
         try:

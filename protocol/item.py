@@ -73,11 +73,11 @@ class ItemRecord:
 
 
 def build_record(fields: dict) -> ItemRecord:
+    """Encode a record the caller built from validated parts (parse_record checks foreign ones)."""
     raw = cbor.encode(fields)
     if len(raw) > MAX_RECORD_SIZE:
         raise FormatError(f"item record of {len(raw)} bytes exceeds {MAX_RECORD_SIZE}")
-    record = parse_record(raw)
-    return record
+    return ItemRecord(fields, raw, ids.sha256_id(raw))
 
 
 def parse_record(raw: bytes) -> ItemRecord:

@@ -44,6 +44,8 @@ _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def _text(value: object, name: str, limit: int, multiline: bool = False) -> str:
@@ -51,8 +53,7 @@ def _text(value: object, name: str, limit: int, multiline: bool = False) -> str:
         raise FormatError(f"{name} must be text")
     if len(value) > limit:
         raise FormatError(f"{name} is longer than {limit} characters")
-    allowed = "\t\n\r" if multiline else "\t"
-    if any((ord(c) < 0x20 and c not in allowed) or c == "\x7f" for c in value):
+    if (_CONTROL_MULTILINE if multiline else _CONTROL).search(value):
         raise FormatError(f"{name} contains control characters")
     return value
 
