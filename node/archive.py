@@ -80,14 +80,29 @@ class Archive:
         if txn.get(state.id, db=self._db["cols"]) is not None:
             raise FormatError("collection exists already")
         self._write(txn, state, genesis)
+        self.save_state(txn, state)
         return state
 
     def append_entry(
-        self, txn: lmdb.Transaction, state: CollectionState, entry: Entry, signed_here: bool = False
+        self,
+        txn: lmdb.Transaction,
+        state: CollectionState,
+        entry: Entry,
+        signed_here: bool = False,
+        save_state: bool = True,
     ) -> None:
-        """Check `entry` against `state` (which advances) and store it."""
+        """Check `entry` against `state` (which advances) and store it.
+
+        `save_state=False` defers writing the advanced state to a later `save_state` call in the
+        same transaction (a batch of appends writes it once).
+        """
         state.apply(entry, signed_here)
         self._write(txn, state, entry)
+        if save_state:
+            self.save_state(txn, state)
+
+    def save_state(self, txn: lmdb.Transaction, state: CollectionState) -> None:
+        txn.put(state.id, state.to_cbor(), db=self._db["cols"])
 
     def append(
         self,
@@ -96,13 +111,15 @@ class Archive:
         identity: Identity,
         type_: str,
         at: int,
+        save_state: bool = True,
         **fields: object,
     ) -> Entry:
         """Make, sign and store the next entry of a collection this node owns."""
         if state.owner != identity.public_key:
             raise FormatError("only the owner appends to a collection's log")
-        entry = log.make_entry(identity.signing_key, log.next_body(state, type_, at, **fields))
-        self.append_entry(txn, state, entry, signed_here=True)
+        body = log.next_body(state, type_, at, **fields)
+        entry = log.make_entry(identity.signing_key, body, validate=type_ != "item")
+        self.append_entry(txn, state, entry, signed_here=True, save_state=save_state)
         return entry
 
     def _write(self, txn: lmdb.Transaction, state: CollectionState, entry: Entry) -> None:
@@ -112,7 +129,6 @@ class Archive:
         b = entry.body
         if "key" in b or "wrap" in b:
             txn.put(key, b"", db=self._db["keylog"])
-        txn.put(state.id, state.to_cbor(), db=self._db["cols"])
 
     # --- keys ---------------------------------------------------------------------------------
 

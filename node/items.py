@@ -27,7 +27,7 @@ from amanah.protocol.log import CollectionState
 from .errors import DamagedError, InvalidInput, NotFound, Unreadable
 from .home import Node
 
-READ_BATCH = 32  # blocks read per LMDB read transaction
+READ_BATCH = 16  # blocks read per LMDB read transaction (and between Store.release_map calls)
 
 
 @dataclass(frozen=True)
@@ -248,6 +248,8 @@ def _write_verified(
     original = hashlib.sha256()
     size = 0
     for start in range(0, len(blocks), READ_BATCH):
+        if start:
+            node.store.release_map()  # constant memory whatever the size (Store.release_map)
         with node.store.read() as txn:
             for index in range(start, min(start + READ_BATCH, len(blocks))):
                 data = verified_block(node, txn, blocks[index])

@@ -12,7 +12,11 @@ StoreFull with the operation rolled back.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +41,18 @@ DATABASES = (
 )
 
 
+_MADV_DONTNEED = 4
+_madvise = None
+if sys.platform.startswith("linux"):
+    try:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        _madvise = _libc.madvise
+        _madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        _madvise.restype = ctypes.c_int
+    except (OSError, AttributeError):
+        _madvise = None
+
+
 def seq_key(collection: bytes, seq: int) -> bytes:
     return collection + seq.to_bytes(8, "big")
 
@@ -47,6 +63,10 @@ class Store:
     def __init__(self, path: Path, map_size: int, create: bool = False) -> None:
         if not create and not (path / "data.mdb").exists():
             raise HomeError(f"no store at {path}: the home is incomplete or damaged")
+        if create:
+            # py-lmdb would create the directory with the files' mode (0600): not traversable,
+            # so no process but root's could open the store again.
+            path.mkdir(mode=0o700, exist_ok=True)
         try:
             self.env = lmdb.open(
                 str(path),
@@ -61,6 +81,7 @@ class Store:
         except lmdb.Error as exc:
             raise HomeError(f"cannot open the store at {path}: {exc}") from None
         self.env.reader_check()
+        self._data_path = str((path / "data.mdb").resolve())
         try:
             self.db = {name.decode(): self.env.open_db(name) for name in DATABASES}
             with self.env.begin(write=True, db=self.db["meta"]) as txn:
@@ -84,6 +105,28 @@ class Store:
     def close(self) -> None:
         self.env.close()
 
+    def release_map(self) -> None:
+        """Drop this process's resident pages of the LMDB map (they stay in the page cache).
+
+        LMDB reads through a shared read-only mapping of data.mdb, and the kernel maps
+        neighbouring pages on every fault ("fault-around"), so a long ingest, read-back or verify
+        makes the process's RSS grow with the size of what it touched: measured ~250 MB of file
+        pages after writing 1 GiB. MADV_DONTNEED on a clean shared file mapping only unmaps
+        pages; the next access maps them again from the page cache. Long loops call this
+        every few dozen MiB to keep memory constant whatever the file size. Linux only; a no-op
+        elsewhere.
+        """
+        if _madvise is None:
+            return
+        try:
+            with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+                ranges = [line.split()[0] for line in f if line.rstrip().endswith(self._data_path)]
+        except OSError:
+            return
+        for r in ranges:
+            start, end = (int(x, 16) for x in r.split("-"))
+            _madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_DONTNEED)
+
     @contextmanager
     def write(self) -> Iterator[lmdb.Transaction]:
         """A write transaction: committed on success, aborted on any exception."""
@@ -96,7 +139,7 @@ class Store:
             yield txn
         except lmdb.Error as exc:
             txn.abort()
-            _raise_full(exc)
+            _raise_full(exc, self.env.path())
             raise
         except BaseException:
             txn.abort()
@@ -104,7 +147,7 @@ class Store:
         try:
             txn.commit()
         except lmdb.Error as exc:
-            _raise_full(exc)
+            _raise_full(exc, self.env.path())
             raise
 
     @contextmanager
@@ -120,7 +163,12 @@ class Store:
             txn.abort()
 
 
-def _raise_full(exc: lmdb.Error) -> None:
+# LMDB reports a write cut short by a full disk as EIO (mdb_page_flush), not ENOSPC; an EIO with
+# less free space than this left on the store's file system is taken for a full disk.
+FULL_DISK_SLACK = 64 << 20
+
+
+def _raise_full(exc: lmdb.Error, path: str | None = None) -> None:
     """Re-raise a full map or full disk as StoreFull; other LMDB errors pass through."""
     if isinstance(exc, lmdb.MapFullError):
         raise StoreFull(
@@ -129,3 +177,10 @@ def _raise_full(exc: lmdb.Error) -> None:
         ) from None
     if "No space left" in str(exc) or getattr(exc, "errno", None) == errno.ENOSPC:
         raise StoreFull("the disk is full; nothing was half-stored") from None
+    if path is not None and "Input/output error" in str(exc):
+        try:
+            st = os.statvfs(path)
+        except OSError:
+            return
+        if st.f_bavail * st.f_frsize < FULL_DISK_SLACK:
+            raise StoreFull("the disk is full; nothing was half-stored") from None

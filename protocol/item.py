@@ -98,7 +98,7 @@ def parse_record(raw: bytes) -> ItemRecord:
     }
     if set(value) - allowed:
         raise FormatError("unknown field in item record")
-    if value.get("v") != RECORD_VERSION:
+    if type(value.get("v")) is not int or value["v"] != RECORD_VERSION:  # not True (== 1)
         raise FormatError("unsupported item record version")
     ids.check_raw_id(value.get("col"))
     salt = value.get("salt")

@@ -60,12 +60,25 @@ def _signable(body: dict) -> bytes:
     return signing.signable(ENTRY_TAG, ENTRY_VERSION, body)
 
 
-def make_entry(key: nacl.signing.SigningKey, body: dict) -> Entry:
-    """Sign `body` (validated first) and return the finished entry."""
-    _validate_body(body)
+# The signable is the array [tag, version, body]: its bytes are this prefix, then the body's.
+_SIGNABLE_PREFIX = b"\x83" + cbor.encode(ENTRY_TAG) + cbor.encode(ENTRY_VERSION)
+# The entry is the canonical map {"sig": sig, "body": body} ("sig" sorts first: shorter key).
+_RAW_PREFIX = b"\xa2" + cbor.encode("sig") + b"\x58\x40"
+_RAW_BODY_KEY = cbor.encode("body")
+
+
+def make_entry(key: nacl.signing.SigningKey, body: dict, validate: bool = True) -> Entry:
+    """Sign `body` and return the finished entry.
+
+    `validate=False` is for bodies the caller has just built from checked parts (the ingest hot
+    path); everything read from outside goes through `parse_entry` instead.
+    """
+    if validate:
+        _validate_body(body)
     message = _signable(body)
     sig = signing.sign(key, message)
-    raw = cbor.encode({"body": body, "sig": sig})
+    # Same bytes as cbor.encode({"body": body, "sig": sig}), without encoding the body twice.
+    raw = _RAW_PREFIX + sig + _RAW_BODY_KEY + message[len(_SIGNABLE_PREFIX) :]
     if len(raw) > MAX_ENTRY_SIZE:
         raise FormatError(f"log entry of {len(raw)} bytes exceeds {MAX_ENTRY_SIZE}")
     return Entry(body, sig, raw, ids.sha256_id(message))
@@ -320,6 +333,8 @@ class CollectionState:
             raise ChainError("a collection log starts with genesis")
         verify_entry(entry, entry.body["owner"])
         b = entry.body
+        if b["tier"] != "public" and [w[0] for w in b["key"]["wraps"]] != [b["owner"]]:
+            raise ChainError("a new collection's key is wrapped to its owner alone")
         return cls(
             entry.id, b["tier"], b["owner"], 1, entry.id, 0 if b["tier"] != "public" else None
         )
@@ -375,6 +390,8 @@ class CollectionState:
                 raise ChainError("a read grant carries the current key")
         elif "wrap" in b:
             raise ChainError("this grant carries no key")
+        if self.grants.get(peer) == "read" and role != "read" and not public:
+            raise ChainError("a reader loses the key only by a revoke that rotates it")
         self.grants[peer] = role
 
     def _revoke(self, b: dict, public: bool) -> None:

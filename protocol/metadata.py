@@ -44,6 +44,7 @@ _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_DECIMAL = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -59,7 +60,7 @@ def _text(value: object, name: str, limit: int, multiline: bool = False) -> str:
 
 
 def check_rfc3339(value: object, name: str) -> str:
-    if not isinstance(value, str) or not _RFC3339.match(value):
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         raise FormatError(f"{name} must be an RFC 3339 time such as 2024-05-01T13:45:00Z")
     try:
         datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00").replace("t", "T"))
@@ -79,6 +80,8 @@ def _url(value: object) -> str:
 def _coordinate(value: object, name: str, bound: int) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise FormatError(f"location {name} must be a number")
+    if isinstance(value, str) and not _DECIMAL.fullmatch(value):  # Decimal() takes " 4_5 ", "1e1"
+        raise FormatError(f"location {name} must be a decimal number such as 33.51")
     try:
         number = Decimal(str(value))
     except InvalidOperation:
@@ -161,14 +164,15 @@ def validate(meta: object) -> dict:
     if not isinstance(meta, dict):
         raise FormatError("metadata must be a map")
     user = {k: v for k, v in meta.items() if k not in FIXITY_FIELDS}
-    validate_user(user)
+    if validate_user(user) != user:  # stored as ingest stores it: no int coordinates, no dup tags
+        raise FormatError("metadata is not in normal form")
     for name in FIXITY_FIELDS:
         if name not in meta:
             raise FormatError(f"metadata lacks {name}")
     _text(meta["filename"], "filename", 1_000)
     if not isinstance(meta["size"], int) or isinstance(meta["size"], bool) or meta["size"] < 0:
         raise FormatError("size must be a non-negative integer")
-    if not isinstance(meta["sha256"], str) or not _SHA256_HEX.match(meta["sha256"]):
+    if not isinstance(meta["sha256"], str) or not _SHA256_HEX.fullmatch(meta["sha256"]):
         raise FormatError("sha256 must be 64 lower-case hex digits")
     _text(meta["mime"], "mime", 255)
     check_rfc3339(meta["ingested_at"], "ingested_at")
