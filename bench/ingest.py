@@ -129,7 +129,8 @@ def main() -> None:
             "ratio": round(s / o, 2),
         }
         print(
-            f"media 20x50MiB  sha256sum {mb / s:7.1f} MB/s   amanah add ({args.tier}) {mb / o:7.1f} MB/s   ratio {s / o:.2f}"
+            f"media 20x50MiB  sha256sum {mb / s:7.1f} MB/s   "
+            f"amanah add ({args.tier}) {mb / o:7.1f} MB/s   ratio {s / o:.2f}"
         )
 
         n_docs = sum(1 for _ in docs.rglob("*.bin"))
@@ -150,7 +151,8 @@ def main() -> None:
             "sha256sum_files_per_s": round(n_docs / sha_docs),
         }
         print(
-            f"docs {n_docs}x4KiB   amanah add {n_docs / t:7.0f} items/s ({t:.2f} s)   sha256sum {n_docs / sha_docs:7.0f} files/s"
+            f"docs {n_docs}x4KiB   amanah add {n_docs / t:7.0f} items/s ({t:.2f} s)   "
+            f"sha256sum {n_docs / sha_docs:7.0f} files/s"
         )
 
         if not args.skip_2g:
@@ -169,7 +171,8 @@ def main() -> None:
                 "seconds": round(elapsed, 2),
             }
             print(
-                f"one 2 GiB file   peak RSS {peak_kib / 1024:.1f} MiB   ({2048 / elapsed:.0f} MiB/s)"
+                f"one 2 GiB file   peak RSS {peak_kib / 1024:.1f} MiB   "
+                f"({2048 / elapsed:.0f} MiB/s)"
             )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -97,7 +97,7 @@ def emit(data: Any, as_json: bool, text: str | None = None) -> None:
 )
 @click.option(
     "--passphrase-file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, readable=False, path_type=Path),
     help="Read the identity passphrase from this file (else $AMANAH_PASSPHRASE or a prompt).",
 )
 @click.version_option(package_name="amanah")
@@ -280,7 +280,9 @@ def _parse_meta(
 
 @main.command()
 @click.argument("collection_ref", metavar="COLLECTION")
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+# readable=False: an unreadable file is a failure (exit 1, one line from ingest.gather), not a
+# usage error, and is reported alike whether named or found inside a folder.
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path, readable=False))
 @click.option("--title", help="Title (English).")
 @click.option("--title-ar", help="Title (Arabic).")
 @click.option("--description", help="Description (English).")
@@ -291,7 +293,7 @@ def _parse_meta(
 @click.option("--meta", "metas", multiple=True, help="A free field KEY=VALUE (repeatable).")
 @click.option(
     "--meta-file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(dir_okay=False, readable=False, path_type=Path),
     help="Metadata as a JSON object (fields as in protocol/SPEC.md).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -427,6 +429,88 @@ def redact(c: Ctx, item_ref: str, reason: str) -> None:
 
     entry = redact_mod.redact(c.node, item_ref, reason)
     click.echo(f"Redacted {item_ref} (log position {entry.seq})")
+
+
+# --- peers and grants ------------------------------------------------------------------------
+
+
+@main.group()
+def peer() -> None:
+    """Manage the partners this node trusts (only they can connect)."""
+
+
+@peer.command("add")
+@click.argument("peer_id")
+@click.option(
+    "--addr", "addrs", multiple=True, help="A TCP multiaddr, e.g. /ip4/192.0.2.7/tcp/4710."
+)
+@click.option("--name", default="", help="A name for this partner.")
+@click.option(
+    "--role", type=click.Choice(["partner", "mirror"]), default="partner", show_default=True
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def peer_add(
+    c: Ctx, peer_id: str, addrs: tuple[str, ...], name: str, role: str, as_json: bool
+) -> None:
+    """Trust PEER_ID (a libp2p peer id, 12D3KooW…)."""
+    from amanah.node import peers
+
+    p = peers.add(c.node, peer_id, list(addrs), name, role)
+    emit(p.as_dict(), as_json, f"Trusted {p.peer_id} ({p.role}) {p.name}".rstrip())
+
+
+@peer.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def peer_list(c: Ctx, as_json: bool) -> None:
+    """List trusted peers."""
+    from amanah.node import peers
+
+    rows = [p.as_dict() for p in peers.all_peers(c.node)]
+    text = "\n".join(
+        f"{r['peer_id']}  {r['role']:<7}  {r['name']}  {' '.join(r['addrs'])}" for r in rows
+    )
+    emit(rows, as_json, text or "(no peers)")
+
+
+@peer.command("remove")
+@click.argument("peer_ref", metavar="PEER")
+@pass_ctx
+def peer_remove(c: Ctx, peer_ref: str) -> None:
+    """Stop trusting PEER (its grants stay in the logs until you unshare)."""
+    from amanah.node import peers
+
+    p = peers.remove(c.node, peer_ref)
+    click.echo(f"Removed {p.peer_id}; it can no longer connect")
+
+
+@main.command()
+@click.argument("collection_ref", metavar="COLLECTION")
+@click.argument("peer_ref", metavar="PEER")
+@click.option("--read", is_flag=True, help="Also give it the key (not for closed collections).")
+@pass_ctx
+def share(c: Ctx, collection_ref: str, peer_ref: str, read: bool) -> None:
+    """Grant PEER a copy of COLLECTION to hold (ciphertext), or to read with --read."""
+    from amanah.node import collections, grants
+
+    info = collections.resolve(c.node, collection_ref)
+    entry = grants.share(c.node, info, peer_ref, read)
+    click.echo(f"Granted {entry.body['role']} to {peer_ref} (log position {entry.seq})")
+
+
+@main.command()
+@click.argument("collection_ref", metavar="COLLECTION")
+@click.argument("peer_ref", metavar="PEER")
+@pass_ctx
+def unshare(c: Ctx, collection_ref: str, peer_ref: str) -> None:
+    """Revoke PEER's grant on COLLECTION; a reader's removal rotates the key."""
+    from amanah.node import collections, grants
+
+    info = collections.resolve(c.node, collection_ref)
+    entry = grants.unshare(c.node, info, peer_ref)
+    rotated = " and rotated the key" if "key" in entry.body else ""
+    click.echo(f"Revoked {peer_ref}{rotated} (log position {entry.seq})")
 
 
 if __name__ == "__main__":

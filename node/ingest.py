@@ -120,10 +120,10 @@ def add(
     if collection.state.owner != identity.public_key:
         raise InvalidInput("only the collection's owner can add to it")
     collect_orphans(node)
-    state = collection.state
     epoch_key = None
-    if state.tier != "public":
-        with node.store.read() as txn:
+    with node.store.read() as txn:
+        state = node.archive.require(txn, collection.state.id)  # fresh: the key may have rotated
+        if state.tier != "public":
             epoch_key = node.archive.epoch_key(txn, state, state.epoch, identity)
     preparer = _Preparer(state.id, state.epoch, epoch_key, user_meta)
     with _IngestLock(node.home / "run") as lock:
@@ -449,6 +449,13 @@ class _Writer:
 
     def _finish(self, p: _Prepared, block_ids: list[bytes]) -> Added:
         node, txn, db = self.node, self.txn, self.db
+        if p.epoch != self.state.epoch:
+            # unshare rotated the key while we were adding: this item was encrypted under the
+            # old key, which a revoked reader still has. Refuse it rather than leak it.
+            raise InvalidInput(
+                "the collection's key was rotated (a reader was removed) during this add; "
+                "add the remaining files again"
+            )
         fields: dict = {"v": item_mod.RECORD_VERSION, "col": self.collection, "salt": p.salt}
         fields.update(size=p.size, chunk=CHUNK)
         refs = list(block_ids)
@@ -468,7 +475,7 @@ class _Writer:
             fields["meta"] = p.meta
         record = item_mod.build_record(fields)
         txn.put(record.id, record.raw, db=db["records"])
-        _add_refs(txn, db["refs"], refs)
+        add_refs(txn, db["refs"], refs)
         entry = node.archive.append(
             txn, self.state, node.identity, "item", now_ms(), item=record.id
         )
@@ -493,7 +500,7 @@ def _fill(f: object, view: memoryview, path: Path) -> int:
     return got
 
 
-def _add_refs(txn: lmdb.Transaction, db: object, block_ids: list[bytes]) -> None:
+def add_refs(txn: lmdb.Transaction, db: object, block_ids: list[bytes]) -> None:
     for b in block_ids:
         old = txn.get(b, db=db)
         count = int.from_bytes(old, "big") + 1 if old else 1

@@ -37,7 +37,9 @@ DATABASES = (
     b"records",  # item id -> item record
     b"items",  # item id -> collection id + u64 seq of its "item" entry
     b"redacted",  # item id -> u64 seq of its "redact" entry
-    b"pending",  # ingest token -> CBOR list of block ids committed before the item's entry
+    b"pending",  # ingest token + u32 -> CBOR list of block ids committed before the item's entry
+    b"peers",  # peer public key -> CBOR {name, addrs, role, added}: the trusted partners
+    b"forks",  # collection id + u64 seq + entry id -> a conflicting entry kept as evidence
 )
 
 

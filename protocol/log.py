@@ -398,13 +398,15 @@ class CollectionState:
         peer = b["peer"]
         if peer not in self.grants:
             raise ChainError("revoke of a peer that holds no grant")
-        was_reader = self.grants.pop(peer) == "read"
+        was_reader = self.grants[peer] == "read"
+        # check everything before changing anything: a refused entry leaves the state as it was
         if "key" in b:
             if public:
                 raise ChainError("a public collection has no keys")
-            self._next_epoch(b["key"], self.readers())
+            self._next_epoch(b["key"], [r for r in self.readers() if r != peer])
         elif was_reader and not public:
             raise ChainError("revoking a reader must rotate the key")
+        del self.grants[peer]
 
     def _next_epoch(self, record: dict, readers: list[bytes]) -> None:
         if record["epoch"] != (self.epoch or 0) + 1:

@@ -41,7 +41,7 @@ USER_FIELDS = (
 FIXITY_FIELDS = ("filename", "size", "sha256", "mime", "ingested_at")
 
 _RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$"
 )
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _DECIMAL = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")

@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-
 from amanah.node import config
 from amanah.node.errors import HomeError
 

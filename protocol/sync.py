@@ -1,0 +1,141 @@
+"""Messages of the sync protocol `/amanah/sync/1` and the head notice `/amanah/notify/1`.
+
+Every message is one frame (u32 big-endian length, then that many bytes) holding a canonical
+CBOR map with a text field "t" naming the message. SPEC.md gives the exchange; this module
+builds and checks messages, refusing anything malformed or over its size cap before use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import cbor, ids, item, log
+from .errors import FormatError
+
+SYNC_PROTOCOL = "/amanah/sync/1"
+NOTIFY_PROTOCOL = "/amanah/notify/1"
+
+MAX_REQUEST = 64 << 10
+MAX_HEADS = 4 << 20
+MAX_ENTRIES_RESPONSE = 4 << 20
+MAX_RECORDS_RESPONSE = 8 << 20
+MAX_BLOCK_RESPONSE = item.MAX_BLOCK_SIZE + 1024
+MAX_RESPONSE = max(MAX_HEADS, MAX_ENTRIES_RESPONSE, MAX_RECORDS_RESPONSE, MAX_BLOCK_RESPONSE)
+
+ENTRIES_PER_RESPONSE = 512
+RECORDS_PER_REQUEST = 256
+
+
+def encode(t: str, **fields: Any) -> bytes:
+    return cbor.encode({"t": t, **fields})
+
+
+def decode(frame: bytes, max_size: int, expect: tuple[str, ...]) -> dict:
+    """Decode one message, checking its type is among `expect` and its fields' shapes."""
+    msg = cbor.decode(frame, max_size)
+    if not isinstance(msg, dict) or not isinstance(msg.get("t"), str):
+        raise FormatError("a message is a map with a text field t")
+    t = msg["t"]
+    if t == "error" and "error" in expect or t not in expect:
+        if t == "error":
+            raise RemoteError(str(msg.get("msg", ""))[:500])
+        raise FormatError(f"unexpected message {t!r}")
+    _CHECKS[t](msg)
+    return msg
+
+
+class RemoteError(FormatError):
+    """The peer answered with an error message."""
+
+
+def _int(msg: dict, name: str, low: int = 0, high: int = 2**63) -> int:
+    v = msg.get(name)
+    if type(v) is not int or not low <= v <= high:
+        raise FormatError(f"field {name} must be an integer in [{low}, {high}]")
+    return v
+
+
+def _id(msg: dict, name: str) -> bytes:
+    return ids.check_raw_id(msg.get(name))
+
+
+def _list(msg: dict, name: str, limit: int) -> list:
+    v = msg.get(name)
+    if type(v) is not list or len(v) > limit:
+        raise FormatError(f"field {name} must be a list of at most {limit}")
+    return v
+
+
+def _heads_req(msg: dict) -> None:
+    if set(msg) != {"t"}:
+        raise FormatError("heads request has no fields")
+
+
+def _heads(msg: dict) -> None:
+    for h in _list(msg, "cols", 1_000_000):
+        if type(h) is not list or len(h) != 3 or type(h[1]) is not int or h[1] < 1:
+            raise FormatError("a head is [collection, length, head entry id]")
+        ids.check_raw_id(h[0])
+        ids.check_raw_id(h[2])
+
+
+def _log_req(msg: dict) -> None:
+    _id(msg, "col")
+    _int(msg, "from")
+    _int(msg, "limit", 1, ENTRIES_PER_RESPONSE)
+
+
+def _entries(msg: dict) -> None:
+    _id(msg, "col")
+    _int(msg, "from")
+    for e in _list(msg, "entries", ENTRIES_PER_RESPONSE):
+        if type(e) is not bytes or len(e) > log.MAX_ENTRY_SIZE:
+            raise FormatError("an entry is at most 65,000 bytes")
+
+
+def _records_req(msg: dict) -> None:
+    for i in _list(msg, "ids", RECORDS_PER_REQUEST):
+        ids.check_raw_id(i)
+
+
+def _records(msg: dict) -> None:
+    for r in _list(msg, "records", RECORDS_PER_REQUEST):
+        if r is not None and (type(r) is not bytes or len(r) > item.MAX_RECORD_SIZE):
+            raise FormatError("a record is at most 65,000 bytes, or null")
+
+
+def _block_req(msg: dict) -> None:
+    _id(msg, "item")
+    _id(msg, "id")
+
+
+def _block(msg: dict) -> None:
+    _id(msg, "id")
+    data = msg.get("data")
+    if data is not None and (type(data) is not bytes or len(data) > item.MAX_BLOCK_SIZE):
+        raise FormatError("a block is at most 1 MiB + 16 bytes, or null")
+
+
+def _head_notice(msg: dict) -> None:
+    _id(msg, "col")
+    _int(msg, "length", 1)
+    _id(msg, "head")
+
+
+def _error(msg: dict) -> None:
+    pass
+
+
+_CHECKS = {
+    "heads?": _heads_req,
+    "heads": _heads,
+    "log?": _log_req,
+    "entries": _entries,
+    "records?": _records_req,
+    "records": _records,
+    "block?": _block_req,
+    "block": _block,
+    "head": _head_notice,
+    "error": _error,
+}
+REQUESTS = ("heads?", "log?", "records?", "block?")

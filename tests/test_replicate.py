@@ -1,0 +1,280 @@
+"""Replication logic over an in-memory stream pair (fast; the libp2p transport is tested apart).
+
+Two real nodes (real LMDB homes); only the wire between them is a trio memory channel.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import trio
+from amanah.node import collections, grants, ingest, items, peers, replicate
+from amanah.node.home import Node, init_home
+from amanah.node.verify import verify_all
+from amanah.protocol import ids, log
+from amanah.protocol import sync as msg
+
+PW = "pw"
+
+
+class MemStream:
+    def __init__(
+        self, peer_id: str, send: trio.MemorySendChannel, recv: trio.MemoryReceiveChannel
+    ) -> None:
+        self.peer_id = peer_id
+        self._send, self._recv = send, recv
+        self.sent: list[bytes] = []
+
+    async def send(self, payload: bytes) -> None:
+        self.sent.append(payload)
+        await self._send.send(payload)
+
+    async def recv(self, max_size: int) -> bytes:
+        try:
+            frame = await self._recv.receive()
+        except trio.EndOfChannel:
+            return b""
+        assert len(frame) <= max_size, "oversized frame"
+        return frame
+
+    async def close(self) -> None:
+        await self._send.aclose()
+
+
+def pair(a_id: str, b_id: str) -> tuple[MemStream, MemStream]:
+    s1, r1 = trio.open_memory_channel(64)
+    s2, r2 = trio.open_memory_channel(64)
+    # stream seen by A talks to B (peer_id = B), and vice versa
+    return MemStream(b_id, s1, r2), MemStream(a_id, s2, r1)
+
+
+def make_node(tmp: Path, name: str, role: str = "partner") -> Node:
+    init_home(tmp / name, name, PW, role)
+    return Node(tmp / name, lambda: PW)
+
+
+def trust(a: Node, b: Node, role: str = "partner") -> None:
+    peers.add(a, b.peer_id, ["/ip4/127.0.0.1/tcp/1"], b.name, role)
+
+
+async def pull(puller: Node, server: Node) -> replicate.PullResult:
+    to_server, to_puller = pair(server.peer_id, puller.peer_id)
+    # to_server: used by the puller (its peer is the server); to_puller: used by the server
+    async with trio.open_nursery() as n:
+        n.start_soon(replicate.serve, server, to_puller, puller.public_key)
+        try:
+            result = await replicate.Puller(puller, to_server).run()
+        finally:
+            await to_server.close()
+    return result
+
+
+@pytest.fixture
+def two(tmp_path):
+    a, b = make_node(tmp_path, "a"), make_node(tmp_path, "b")
+    trust(a, b)
+    trust(b, a)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def add_file(node: Node, col, tmp: Path, size: int, name: str = "f.bin") -> ingest.Added:
+    p = tmp / name
+    p.write_bytes(os.urandom(size))
+    return ingest.add(node, col, ingest.gather([p]), {"title_en": name})[0]
+
+
+def test_granted_holder_gets_ciphertext_it_cannot_read(two, tmp_path):
+    a, b = two
+    col = collections.create(a, "closed one", "closed")
+    added = add_file(a, col, tmp_path, 3_000_000)
+    grants.share(a, col, b.peer_id)
+    result = trio.run(pull, b, a)
+    assert result.entries == 3 and result.records == 1 and result.blocks == 3
+    assert verify_all(b).ok
+    with pytest.raises(Exception, match="only as ciphertext"):
+        items.get(b, added.id, str(tmp_path / "out"))
+    # nothing more to fetch the second time
+    again = trio.run(pull, b, a)
+    assert again.entries == again.records == again.blocks == 0
+
+
+def test_reader_can_read_and_revoked_reader_cannot_read_new_items(two, tmp_path):
+    a, b = two
+    col = collections.create(a, "trusted one", "trusted")
+    first = add_file(a, col, tmp_path, 5000, "first.bin")
+    grants.share(a, col, b.peer_id, read=True)
+    trio.run(pull, b, a)
+    out = tmp_path / "got.bin"
+    items.get(b, first.id, str(out))
+    assert out.read_bytes() == (tmp_path / "first.bin").read_bytes()
+    grants.unshare(a, col, b.peer_id)
+    grants.share(a, col, b.peer_id)  # still holds, can no longer read
+    second = add_file(a, col, tmp_path, 5000, "second.bin")
+    trio.run(pull, b, a)
+    with pytest.raises(Exception, match="only as ciphertext"):
+        items.get(b, second.id, str(tmp_path / "second.out"))
+    items.get(b, first.id, str(tmp_path / "first.again"))  # the old key still opens old items
+
+
+def test_ungranted_collections_are_not_served(two, tmp_path):
+    a, b = two
+    col = collections.create(a, "private", "closed")
+    add_file(a, col, tmp_path, 100)
+    result = trio.run(pull, b, a)
+    assert result.collections == 0
+    with b.store.read() as txn:
+        assert b.archive.states(txn) == []
+
+
+def test_a_holder_serves_another_holder_without_the_owner(tmp_path):
+    a, b, c = (make_node(tmp_path, n) for n in "abc")
+    for x, y in [(a, b), (b, a), (b, c), (c, b)]:
+        trust(x, y)
+    col = collections.create(a, "shared", "public")
+    added = add_file(a, col, tmp_path, 2_500_000)
+    grants.share(a, col, b.peer_id)
+    grants.share(a, col, c.peer_id)
+    trio.run(pull, b, a)
+    a.close()  # the owner is gone
+    trio.run(pull, c, b)
+    items.get(c, added.id, str(tmp_path / "from-c"))
+    assert (tmp_path / "from-c").read_bytes() == (tmp_path / "f.bin").read_bytes()
+
+
+def test_restored_owner_gets_everything_back(tmp_path):
+    from amanah.node import identity as identity_mod
+
+    a, b = make_node(tmp_path, "a"), make_node(tmp_path, "b")
+    trust(a, b)
+    trust(b, a)
+    col = collections.create(a, "Cases", "closed")
+    added = add_file(a, col, tmp_path, 1_500_000)
+    grants.share(a, col, b.peer_id)
+    trio.run(pull, b, a)
+    identity_mod.write_backup(tmp_path / "a.backup", identity_mod.Backup(a.identity, "a", []), PW)
+    a.close()
+    backup = identity_mod.read_backup(tmp_path / "a.backup", PW)
+    init_home(tmp_path / "a2", "", PW, backup=backup)
+    a2 = Node(tmp_path / "a2", lambda: PW)
+    trust(a2, b)
+    trio.run(pull, a2, b)
+    items.get(a2, added.id, str(tmp_path / "back.bin"))
+    assert (tmp_path / "back.bin").read_bytes() == (tmp_path / "f.bin").read_bytes()
+    assert collections.resolve(a2, "Cases").state.id == col.state.id
+
+
+class Liar:
+    """A server that answers with forged data, to prove the puller refuses it."""
+
+    def __init__(self, node: Node, tamper) -> None:  # noqa: ANN001
+        self.node, self.tamper = node, tamper
+
+    async def serve(self, stream: MemStream, peer_key: bytes) -> None:
+        server = replicate.Server(self.node, peer_key)
+        while True:
+            frame = await stream.recv(msg.MAX_REQUEST)
+            if not frame:
+                return
+            request = msg.decode(frame, msg.MAX_REQUEST, msg.REQUESTS)
+            for response in server.answer(request):
+                await stream.send(self.tamper(request, response))
+
+
+def liar_pull(puller: Node, server: Node, tamper) -> replicate.PullResult:  # noqa: ANN001
+    async def main() -> replicate.PullResult:
+        to_server, to_puller = pair(server.peer_id, puller.peer_id)
+        async with trio.open_nursery() as n:
+            n.start_soon(Liar(server, tamper).serve, to_puller, puller.public_key)
+            try:
+                return await replicate.Puller(puller, to_server).run()
+            finally:
+                await to_server.close()
+
+    try:
+        return trio.run(main)
+    except ExceptionGroup as group:
+        violations = group.subgroup(replicate.PeerViolation)
+        if violations is None:
+            raise
+        while isinstance(violations, ExceptionGroup):
+            violations = violations.exceptions[0]
+        raise violations from None
+
+
+def _flip_block(request: dict, response: bytes) -> bytes:
+    if request["t"] == "block?":
+        data = bytearray(response)
+        data[-1] ^= 1
+        return bytes(data)
+    return response
+
+
+def _entries_tamper(fn):  # noqa: ANN001, ANN202
+    def tamper(request: dict, response: bytes) -> bytes:
+        if request["t"] != "log?":
+            return response
+        m = msg.decode(response, msg.MAX_RESPONSE, ("entries",))
+        m["entries"] = fn(m["entries"])
+        return msg.encode("entries", **{k: v for k, v in m.items() if k != "t"})
+
+    return tamper
+
+
+def _forge(entries: list[bytes]) -> list[bytes]:
+    e = log.parse_entry(entries[-1])
+    body = dict(e.body, at=e.body["at"] + 1)
+    from amanah.protocol import cbor
+
+    return entries[:-1] + [cbor.encode({"body": body, "sig": e.signature})]
+
+
+@pytest.mark.parametrize(
+    "tamper, problem",
+    [
+        (_flip_block, "does not match its id"),
+        (_entries_tamper(lambda es: [es[0], es[2], es[1], *es[3:]]), "log entry rejected"),
+        (_entries_tamper(_forge), "log entry rejected"),
+        (_entries_tamper(lambda es: es[:-1] + [b"\xa1\x61x\x00"]), "invalid log entry"),
+    ],
+)
+def test_hostile_data_is_refused_and_nothing_is_stored(two, tmp_path, tamper, problem):
+    a, b = two
+    col = collections.create(a, "pub", "public")
+    add_file(a, col, tmp_path, 10_000, "one.bin")
+    add_file(a, col, tmp_path, 10_000, "two.bin")
+    grants.share(a, col, b.peer_id)
+    with pytest.raises(replicate.PeerViolation, match=problem):
+        liar_pull(b, a, tamper)
+    with b.store.read() as txn:
+        state = b.archive.state(txn, col.state.id)
+        assert state is None or state.length == 4  # all of a verified range, or nothing
+        blocks = b.blobs.enumerate(txn)
+    if state is None:
+        assert blocks == []
+    # nothing stored is corrupt: at worst blocks are still missing
+    assert all("missing" in d.problem for d in verify_all(b).damaged)
+    # the honest source still works afterwards
+    trio.run(pull, b, a)
+    assert verify_all(b).ok
+    with b.store.read() as txn:
+        assert b.archive.state(txn, col.state.id).length == 4
+
+
+def test_mirror_gets_only_public(tmp_path):
+    a, m = make_node(tmp_path, "a"), make_node(tmp_path, "m", role="mirror")
+    trust(a, m, role="mirror")
+    trust(m, a)
+    pub = collections.create(a, "pub", "public")
+    closed = collections.create(a, "closed", "closed")
+    add_file(a, pub, tmp_path, 100)
+    grants.share(a, pub, m.peer_id)
+    with pytest.raises(Exception, match="only public collections"):
+        grants.share(a, closed, m.peer_id)
+    trio.run(pull, m, a)
+    with m.store.read() as txn:
+        assert [s.id for s in m.archive.states(txn)] == [pub.state.id]
+    assert ids.to_text("col", pub.state.id)
