@@ -66,7 +66,10 @@ class LmdbBlobStore(BlobStore):
         if n > MAX_FRAGMENTS:
             raise ValueError("block too large")
         if self.has(txn, block_id):
-            return block_id  # content-addressed: the same bytes are already there
+            existing = self.get(txn, block_id)
+            if existing is not None and hashlib.sha256(existing).digest() == block_id[2:]:
+                return block_id  # content-addressed: the same bytes are already there
+            self.remove(txn, block_id)  # a damaged copy: this put repairs it
         view = memoryview(data)
         db = self._db
         for i in range(n):

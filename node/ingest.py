@@ -44,6 +44,9 @@ from .home import Node
 BATCH_BYTES = 16 << 20
 BATCH_ITEMS = 4_096
 RELEASE_EVERY = 16 << 20  # see Store.release_map
+# An item record lists its manifest blocks and must fit in 65,000 bytes: ~1,900 manifests of
+# 1,024 blocks of 1 MiB. Refused up front rather than after streaming a terabyte.
+MAX_FILE = 1 << 40
 CHUNK = item_mod.CHUNK_SIZE
 
 Progress = Callable[[int], None]
@@ -97,6 +100,12 @@ def gather(paths: Iterable[Path]) -> list[Source]:
     for s in sources:
         if not os.access(s.path, os.R_OK):
             raise InvalidInput(f"{s.path}: permission denied")
+        try:
+            metadata_mod.check_filename(s.name)
+        except FormatError as exc:
+            raise InvalidInput(f"{s.path}: {exc}") from None
+        if s.size > MAX_FILE:
+            raise InvalidInput(f"{s.path}: larger than the {MAX_FILE >> 40} TiB an item may hold")
     return sources
 
 
@@ -508,15 +517,25 @@ def add_refs(txn: lmdb.Transaction, db: object, block_ids: list[bytes]) -> None:
 
 
 def release_refs(node: Node, txn: lmdb.Transaction, block_ids: list[bytes]) -> None:
-    """Drop one reference to each block; remove blocks no live item uses any more."""
+    """Drop one reference to each block; remove blocks no live item uses any more.
+
+    A block an unfinished large ingest has written (listed in `pending`) is kept: that ingest's
+    item will reference it when it commits.
+    """
     db = node.store.db["refs"]
+    in_flight: set[bytes] | None = None
     for b in block_ids:
         old = txn.get(b, db=db)
         count = int.from_bytes(old, "big") - 1 if old else 0
         if count > 0:
             txn.put(b, count.to_bytes(4, "big"), db=db)
-        else:
-            txn.delete(b, db=db)
+            continue
+        txn.delete(b, db=db)
+        if in_flight is None:
+            in_flight = set()
+            for _, value in txn.cursor(node.store.db["pending"]):
+                in_flight.update(cbor.decode(bytes(value), 1 << 20))
+        if b not in in_flight:
             node.blobs.remove(txn, b)
 
 

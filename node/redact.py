@@ -14,7 +14,7 @@ from .collections import now_ms
 from .errors import InvalidInput, NotFound
 from .home import Node
 from .ingest import release_refs
-from .items import block_ids, load_record, locate, redaction
+from .items import known_blocks, load_record, locate, redaction
 
 
 def redact(node: Node, ref: str, reason: str) -> log.Entry:
@@ -31,7 +31,7 @@ def redact(node: Node, ref: str, reason: str) -> log.Entry:
         if redaction(node, txn, located.id) is not None:
             raise NotFound(f"item {located.id_text} is already redacted")
         record = load_record(node, txn, located.id)
-        doomed = block_ids(node, txn, record) + record.manifest_ids()
+        doomed = known_blocks(node, txn, record)
         seq = state.length
         fields: dict = {"item": located.id}
         if state.tier == "public":

@@ -31,8 +31,10 @@ from amanah.protocol.errors import FormatError, IntegrityError
 from amanah.protocol.log import CollectionState, Entry
 
 from . import peers as peers_mod
+from .errors import DamagedError
 from .home import Node
 from .ingest import add_refs, release_refs
+from .items import check_fits, known_blocks
 
 logger = logging.getLogger("amanah.sync")
 
@@ -324,8 +326,8 @@ class Puller:
             raw = txn.get(b["item"], db=db["records"])
             if raw is not None:
                 record = item_mod.parse_record(bytes(raw))
+                doomed = known_blocks(self.node, txn, record)
                 txn.delete(b["item"], db=db["records"])
-                doomed = list(record.inline_blocks() or []) + record.manifest_ids()
                 release_refs(self.node, txn, doomed)
 
     async def _pull_records(self, col: bytes) -> None:
@@ -339,6 +341,7 @@ class Puller:
                 raise PeerViolation("records answered do not match those asked for")
             db = self.node.store.db
             with self.node.store.write() as txn:
+                state = self.node.archive.require(txn, col)
                 for item_id, raw in zip(batch, reply["records"], strict=True):
                     if raw is None:
                         continue  # the peer lacks it; another holder may have it
@@ -348,8 +351,10 @@ class Puller:
                         record = item_mod.parse_record(raw)
                     except FormatError as exc:
                         raise PeerViolation(f"invalid record: {exc}") from None
-                    if record.collection != col:
-                        raise PeerViolation("record belongs to another collection")
+                    try:
+                        check_fits(record, state)
+                    except DamagedError as exc:
+                        raise PeerViolation(f"record refused: {exc}") from None
                     if txn.get(item_id, db=db["redacted"]) is not None:
                         continue
                     txn.put(item_id, raw, db=db["records"])

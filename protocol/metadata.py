@@ -71,7 +71,11 @@ def check_rfc3339(value: object, name: str) -> str:
 
 def _url(value: object) -> str:
     url = _text(value, "source_url", MAX_URL)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise FormatError("source_url is not a valid URL") from None
     if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in url):
         raise FormatError("source_url must be an http(s) URL")
     return url
@@ -159,6 +163,14 @@ def validate_user(fields: dict) -> dict:
     return out
 
 
+MAX_FILENAME = 1_000
+
+
+def check_filename(name: str) -> str:
+    """A recorded original file name: at most 1,000 characters, no control characters."""
+    return _text(name, "filename", MAX_FILENAME)
+
+
 def validate(meta: object) -> dict:
     """Check a complete metadata map as stored in an item (user fields plus fixity fields)."""
     if not isinstance(meta, dict):
@@ -169,7 +181,7 @@ def validate(meta: object) -> dict:
     for name in FIXITY_FIELDS:
         if name not in meta:
             raise FormatError(f"metadata lacks {name}")
-    _text(meta["filename"], "filename", 1_000)
+    check_filename(meta["filename"])
     if not isinstance(meta["size"], int) or isinstance(meta["size"], bool) or meta["size"] < 0:
         raise FormatError("size must be a non-negative integer")
     if not isinstance(meta["sha256"], str) or not _SHA256_HEX.fullmatch(meta["sha256"]):
