@@ -142,7 +142,23 @@ def init(c: Ctx, name: str, no_passphrase: bool, restore: Path | None, role: str
     verb = "Restored" if backup else "Created"
     click.echo(f"{verb} node {identity.peer_id} in {c.home}")
     if backup is not None:
-        click.echo("Its collections come back from its partners once it syncs with them.")
+        from amanah.node import peers
+        from amanah.node.home import Node
+
+        with Node(c.home, lambda: passphrase) as node:
+            for p in backup.peers:
+                try:
+                    peers.add(
+                        node,
+                        p["peer_id"],
+                        p.get("addrs", []),
+                        p.get("name", ""),
+                        p.get("role", "partner"),
+                    )
+                except (AmanahError, KeyError, TypeError):
+                    click.echo(f"skipped a peer entry of the backup: {p!r}", err=True)
+        click.echo(f"Restored {len(backup.peers)} trusted peer(s). Run `amanah sync --wait` or")
+        click.echo("`amanah run`: the collections come back from whichever partners are alive.")
 
 
 @main.command("id")
@@ -165,11 +181,13 @@ def identity() -> None:
 @pass_ctx
 def identity_export(c: Ctx, file: Path) -> None:
     """Write an encrypted identity backup to FILE (keep it offline, away from the node)."""
+    from amanah.node import peers
     from amanah.node.identity import Backup, write_backup
 
     node = c.node
     secret = node.identity
-    write_backup(file, Backup(secret, node.name, []), c.passphrase() or "")
+    known = [p.as_dict() for p in peers.all_peers(node)]
+    write_backup(file, Backup(secret, node.name, known), c.passphrase() or "")
     click.echo(f"Wrote identity backup of {node.peer_id} to {file}")
     click.echo("With it and one living partner, `amanah init --restore` brings this node back.")
 
@@ -511,6 +529,100 @@ def unshare(c: Ctx, collection_ref: str, peer_ref: str) -> None:
     entry = grants.unshare(c.node, info, peer_ref)
     rotated = " and rotated the key" if "key" in entry.body else ""
     click.echo(f"Revoked {peer_ref}{rotated} (log position {entry.seq})")
+
+
+# --- the daemon, sync and status ----------------------------------------------------------------
+
+
+@main.command()
+@click.option("--listen", "listen", multiple=True, help="libp2p listen multiaddr (repeatable).")
+@click.option("--http", "http", help="HTTP API address HOST:PORT (default from config).")
+@click.option("--no-mdns", is_flag=True, help="Do not advertise or browse on the LAN.")
+@click.option("-v", "--verbose", is_flag=True, help="Log more.")
+@pass_ctx
+def run(c: Ctx, listen: tuple[str, ...], http: str | None, no_mdns: bool, verbose: bool) -> None:
+    """Run the node: replicate with trusted peers, serve the local HTTP API."""
+    import logging
+
+    from amanah.node import daemon
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("libp2p").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    node = c.node
+    if daemon.running_info(node.home):
+        raise AmanahError(f"a daemon is already running for {node.home}")
+    cfg = node.config
+    daemon.Daemon(
+        node, list(listen) or cfg.listen, http or cfg.http, cfg.mdns and not no_mdns
+    ).run()
+
+
+@main.command()
+@click.option("--peer", "peer_ref", help="Only this peer (id or name).")
+@click.option("--wait", is_flag=True, help="Exit 0 once in sync with the peers, 1 on timeout.")
+@click.option(
+    "--timeout", type=float, default=60.0, show_default=True, help="Seconds, with --wait."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def sync(c: Ctx, peer_ref: str | None, wait: bool, timeout: float, as_json: bool) -> None:
+    """Sync now with the trusted peers (through the running daemon, or on its own)."""
+    from amanah.node import sync_cmd
+
+    report = sync_cmd.sync(c.node, peer_ref, wait, timeout)
+    text = "\n".join(report["lines"])
+    emit(report, as_json, text)
+    if not report["ok"]:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("collection_ref", required=False, metavar="[COLLECTION]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_ctx
+def status(c: Ctx, collection_ref: str | None, as_json: bool) -> None:
+    """Replication status: per collection, what each granted peer holds, and copies."""
+    from amanah.node import collections
+    from amanah.node import status as status_mod
+
+    node = c.node
+    if collection_ref:
+        infos = [collections.resolve(node, collection_ref)]
+    else:
+        infos = collections.list_all(node)
+    rows = []
+    for info in infos:
+        row = status_mod.collection_status(node, info.state)
+        row["name"] = info.name
+        rows.append(row)
+    lines = []
+    for r in rows:
+        done = "complete" if r["complete"] else "incomplete"
+        lines.append(
+            f"{r['id']}  {r['tier']:<7} {r['name'] or '(name encrypted)'}: log {r['log_length']}, "
+            f"{done} here, {r['copies']} full cop{'y' if r['copies'] == 1 else 'ies'} known"
+        )
+        for p in r["peers"]:
+            seen = "never" if p["last_contact"] is None else _ago(p["last_contact"])
+            state = (
+                "complete" if p["complete"] else f"at {p['length']}" if p["length"] else "unknown"
+            )
+            lines.append(
+                f"    {p['peer_id']} {p['name']} ({p['role']}): {state}, last contact {seen}"
+            )
+    data = rows if collection_ref is None else rows[0]
+    emit(data, as_json, "\n".join(lines) or "(no collections)")
+
+
+def _ago(ts: float) -> str:
+    import time
+
+    s = max(0, int(time.time() - ts))
+    return f"{s} s ago" if s < 120 else f"{s // 60} min ago" if s < 7200 else f"{s // 3600} h ago"
 
 
 if __name__ == "__main__":

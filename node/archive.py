@@ -81,6 +81,7 @@ class Archive:
             raise FormatError("collection exists already")
         self._write(txn, state, genesis)
         self.save_state(txn, state)
+        self.mark_complete(txn, state.id, 1)  # a genesis alone names no content
         return state
 
     def append_entry(
@@ -120,6 +121,8 @@ class Archive:
         body = log.next_body(state, type_, at, **fields)
         entry = log.make_entry(identity.signing_key, body, validate=type_ != "item")
         self.append_entry(txn, state, entry, signed_here=True, save_state=save_state)
+        if save_state:  # the owner's own append stores all it names: completeness carries over
+            self.advance_complete(txn, state.id, state.length - 1, state.length)
         return entry
 
     def _write(self, txn: lmdb.Transaction, state: CollectionState, entry: Entry) -> None:
@@ -129,6 +132,20 @@ class Archive:
         b = entry.body
         if "key" in b or "wrap" in b:
             txn.put(key, b"", db=self._db["keylog"])
+
+    # --- completeness: "this node held every block of the collection at log length L" ---------
+
+    def complete_at(self, txn: lmdb.Transaction, col: bytes) -> int | None:
+        raw = txn.get(col, db=self._db["complete"])
+        return int.from_bytes(raw, "big") if raw is not None else None
+
+    def mark_complete(self, txn: lmdb.Transaction, col: bytes, length: int) -> None:
+        txn.put(col, length.to_bytes(8, "big"), db=self._db["complete"])
+
+    def advance_complete(self, txn: lmdb.Transaction, col: bytes, old: int, new: int) -> None:
+        """After appends whose content is all stored (the owner's own): complete stays so."""
+        if self.complete_at(txn, col) == old:
+            self.mark_complete(txn, col, new)
 
     # --- keys ---------------------------------------------------------------------------------
 

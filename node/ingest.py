@@ -428,11 +428,15 @@ class _Writer:
         self.txn = self._txn_ctx.__enter__()
         # The state is re-read in every transaction: another process may have appended meanwhile.
         self.state: CollectionState = self.node.archive.require(self.txn, self.collection)
+        self.begin_length = self.state.length
         self.batch_bytes = 0
         self.batch_items = 0
 
     def _commit(self) -> None:
         self.node.archive.save_state(self.txn, self.state)
+        self.node.archive.advance_complete(
+            self.txn, self.collection, self.begin_length, self.state.length
+        )
         ctx, self.txn = self._txn_ctx, None
         ctx.__exit__(None, None, None)
         self.since_release += self.batch_bytes

@@ -31,6 +31,7 @@ from amanah.protocol.errors import FormatError, IntegrityError
 from amanah.protocol.log import CollectionState, Entry
 
 from . import peers as peers_mod
+from . import status
 from .errors import DamagedError
 from .home import Node
 from .ingest import add_refs, release_refs
@@ -93,11 +94,19 @@ class Server:
         with self.node.store.read() as txn:
             if t == "heads?":
                 heads = [
-                    [s.id, s.length, s.head]
+                    [s.id, s.length, s.head, status.is_complete(self.node, txn, s)]
                     for s in self.node.archive.states(txn)
                     if self._state(txn, s.id) is not None
                 ]
                 return [msg.encode("heads", cols=heads)]
+            if t == "have":
+                served = [h for h in request["cols"] if self._state(txn, h[0]) is not None]
+        if t == "have":
+            with self.node.store.write() as wtxn:
+                for col, length, head, complete in served:
+                    status.record(self.node, wtxn, col, self.peer_key, length, head, complete)
+            return [msg.encode("ok")]
+        with self.node.store.read() as txn:
             if t == "log?":
                 col, start = request["col"], request["from"]
                 entries: list[bytes] = []
@@ -210,10 +219,21 @@ class Puller:
     async def run(self, only: Iterable[bytes] | None = None) -> PullResult:
         heads = (await self._ask(msg.encode("heads?"), "heads", msg.MAX_HEADS))["cols"]
         wanted = set(only) if only is not None else None
-        for col, length, head in heads:
+        peer_key = ids.public_key_from_peer_id(self.stream.peer_id)
+        done = []
+        for col, length, head, complete in heads:
             if wanted is not None and col not in wanted:
                 continue
             await self.collection(col, length, head)
+            with self.node.store.write() as txn:
+                status.record(self.node, txn, col, peer_key, length, head, complete)
+                state = self.node.archive.state(txn, col)
+                if state is not None:
+                    done.append(
+                        [col, state.length, state.head, status.is_complete(self.node, txn, state)]
+                    )
+        if done:  # tell the peer what we now hold, for its status and copy count
+            await self._ask(msg.encode("have", cols=done), "ok", 1024)
         return self.result
 
     async def collection(self, col: bytes, length: int, head: bytes) -> None:
@@ -225,11 +245,17 @@ class Puller:
                 if entry.id != head:
                     self._fork(col, length - 1, "the peer's head differs from our entry there")
                     return
+                if self.node.archive.complete_at(txn, col) == ours:
+                    return  # in sync and complete: nothing to scan, nothing to fetch
         if ours < length:
             await self._pull_log(col, ours, length)
         await self._pull_records(col)
         await self._pull_blocks(col)
         self.result.collections += 1
+        with self.node.store.write() as txn:
+            state = self.node.archive.require(txn, col)
+            if status.is_complete(self.node, txn, state):
+                self.node.archive.mark_complete(txn, col, state.length)
 
     def _fork(self, col: bytes, seq: int, why: str) -> None:
         text = f"{ids.to_text('col', col)} at position {seq}: {why}"

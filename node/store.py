@@ -40,6 +40,8 @@ DATABASES = (
     b"pending",  # ingest token + u32 -> CBOR list of block ids committed before the item's entry
     b"peers",  # peer public key -> CBOR {name, addrs, role, added}: the trusted partners
     b"forks",  # collection id + u64 seq + entry id -> a conflicting entry kept as evidence
+    b"complete",  # collection id -> u64 log length at which this node held every block
+    b"peerstate",  # collection id + peer key -> CBOR {length, head, complete, seen}: what it has
 )
 
 

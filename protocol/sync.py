@@ -73,10 +73,12 @@ def _heads_req(msg: dict) -> None:
 
 def _heads(msg: dict) -> None:
     for h in _list(msg, "cols", 1_000_000):
-        if type(h) is not list or len(h) != 3 or type(h[1]) is not int or h[1] < 1:
-            raise FormatError("a head is [collection, length, head entry id]")
+        if type(h) is not list or len(h) != 4 or type(h[1]) is not int or h[1] < 1:
+            raise FormatError("a head is [collection, length, head entry id, complete]")
         ids.check_raw_id(h[0])
         ids.check_raw_id(h[2])
+        if type(h[3]) is not bool:
+            raise FormatError("complete is a boolean")
 
 
 def _log_req(msg: dict) -> None:
@@ -126,6 +128,10 @@ def _error(msg: dict) -> None:
     pass
 
 
+def _ok(msg: dict) -> None:
+    pass
+
+
 _CHECKS = {
     "heads?": _heads_req,
     "heads": _heads,
@@ -136,6 +142,8 @@ _CHECKS = {
     "block?": _block_req,
     "block": _block,
     "head": _head_notice,
+    "have": _heads,
+    "ok": _ok,
     "error": _error,
 }
-REQUESTS = ("heads?", "log?", "records?", "block?")
+REQUESTS = ("heads?", "log?", "records?", "block?", "have")

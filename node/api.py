@@ -1,0 +1,103 @@
+"""The node's local HTTP API (aiohttp): JSON, bearer token, 127.0.0.1 by default.
+
+Endpoints (all require `Authorization: Bearer <HOME/http.token>`):
+- GET  /api/v1/health  -> {"status": "ok", "peer_id", "addrs"}
+- GET  /api/v1/status  -> {"peer_id", "connected", "peers": {...last sync...}, "collections": [...]}
+- POST /api/v1/sync    -> start a sync round with every peer (or ?peer=PEER_ID); {"started": [...]}
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from . import status
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+MAX_BODY = 64 << 10
+
+
+def _authorised(request: web.Request, token: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )
+
+
+@web.middleware
+async def _security(request: web.Request, handler: object) -> web.StreamResponse:
+    daemon: Daemon = request.app["daemon"]
+    if not _authorised(request, daemon.token):
+        response: web.StreamResponse = web.json_response(
+            {"error": "missing or wrong bearer token"}, status=401
+        )
+    else:
+        try:
+            response = await handler(request)  # type: ignore[operator]
+        except web.HTTPException as exc:
+            response = web.json_response({"error": exc.reason}, status=exc.status)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+async def health(request: web.Request) -> web.Response:
+    daemon: Daemon = request.app["daemon"]
+    return web.json_response(
+        {"status": "ok", "peer_id": daemon.node.peer_id, "addrs": daemon.p2p.addrs}
+    )
+
+
+def status_doc(daemon: Daemon) -> dict:
+    node = daemon.node
+    with node.store.read() as txn:
+        states = node.archive.states(txn)
+    p2p = daemon.p2p
+    return {
+        "peer_id": node.peer_id,
+        "addrs": p2p.addrs,
+        "connected": p2p.net.connected() if hasattr(p2p, "net") else [],
+        "peers": dict(p2p.last_result),
+        "collections": [status.collection_status(node, s) for s in states],
+    }
+
+
+async def status_handler(request: web.Request) -> web.Response:
+    return web.json_response(status_doc(request.app["daemon"]))
+
+
+async def sync_handler(request: web.Request) -> web.Response:
+    daemon: Daemon = request.app["daemon"]
+    p2p = daemon.p2p
+    wanted = request.query.get("peer")
+    targets = [wanted] if wanted else list(p2p.trusted)
+    unknown = [t for t in targets if t not in p2p.trusted]
+    if unknown:
+        return web.json_response({"error": f"not a trusted peer: {unknown[0]}"}, status=404)
+    for peer_id in targets:
+        p2p.trio_token.run_sync_soon(p2p.poke, peer_id)
+    return web.json_response({"started": targets})
+
+
+async def start(daemon: Daemon, listen: str) -> tuple[web.AppRunner, str]:
+    app = web.Application(middlewares=[_security], client_max_size=MAX_BODY)
+    app["daemon"] = daemon
+    app.router.add_get("/api/v1/health", health)
+    app.router.add_get("/api/v1/status", status_handler)
+    app.router.add_post("/api/v1/sync", sync_handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, _, port = listen.rpartition(":")
+    site = web.TCPSite(runner, host.strip("[]"), int(port))
+    await site.start()
+    sockets = site._server.sockets if site._server else []  # the bound port, when 0 was asked
+    bound = listen
+    if sockets:
+        addr = sockets[0].getsockname()
+        bound = f"{addr[0]}:{addr[1]}"
+    return runner, bound

@@ -1,0 +1,328 @@
+"""`amanah run`: the node daemon.
+
+Two threads, bridged explicitly (shared/notes/libp2p-0.8.1.md):
+- a trio thread runs libp2p (node/net) and replication: a pull loop per trusted peer, woken by the
+  peer's head notices and every PERIODIC seconds; a watcher that notices what the CLI (another
+  process) adds to the store and sends head notices, so a new item reaches connected peers in
+  well under a second; an allow-list refreshed from the store every second;
+- the main thread runs asyncio: the HTTP API on 127.0.0.1 (bearer token in HOME/http.token) and
+  the signal handlers. SIGINT/SIGTERM cancel the trio side and stop the HTTP server.
+
+The core (store, crypto, records) is synchronous; no LMDB transaction is held across an await.
+HOME/run/daemon.json tells other processes (the CLI) where the running daemon listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import trio
+from amanah.protocol import ids
+from amanah.protocol import sync as msg
+from amanah.protocol.errors import FormatError
+
+from . import peers as peers_mod
+from . import replicate
+from .home import Node
+
+log = logging.getLogger("amanah.daemon")
+
+PERIODIC = 30.0  # seconds between routine syncs with each peer
+WATCH_INTERVAL = 0.05  # seconds between looks at the store for local changes
+PEER_REFRESH = 1.0
+RETRY_MIN, RETRY_MAX = 1.0, 60.0
+
+
+def token_path(home: Path) -> Path:
+    return home / "http.token"
+
+
+def load_or_create_token(home: Path) -> str:
+    path = token_path(home)
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+def running_info(home: Path) -> dict | None:
+    """What HOME/run/daemon.json says, if a daemon with that pid is alive."""
+    try:
+        info = json.loads((home / "run" / "daemon.json").read_text())
+        os.kill(int(info["pid"]), 0)
+        return info
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class P2P:
+    """The trio side: the libp2p host and replication."""
+
+    def __init__(self, node: Node, listen: list[str]) -> None:
+        self.node = node
+        self.listen = listen
+        self.trusted: dict[str, peers_mod.Peer] = {}
+        self._load_peers()
+        self.wake: dict[str, trio.Event] = {}
+        self.loops: dict[str, trio.CancelScope] = {}
+        self.last_result: dict[str, dict] = {}
+        self.ready = threading.Event()
+        self.addrs: list[str] = []
+        self.trio_token: trio.lowlevel.TrioToken | None = None
+        self.cancel_scope: trio.CancelScope | None = None
+        self.failure: BaseException | None = None
+
+    def _load_peers(self) -> None:
+        self.trusted = {p.peer_id: p for p in peers_mod.all_peers(self.node)}
+
+    def is_trusted(self, peer_id: str) -> bool:
+        return peer_id in self.trusted
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Thread body."""
+        try:
+            trio.run(self._main)
+        except BaseException as exc:  # reported to the main thread
+            self.failure = exc
+            log.exception("the network side stopped")
+        finally:
+            self.ready.set()
+
+    def stop(self) -> None:
+        if self.trio_token is not None and self.cancel_scope is not None:
+            with contextlib.suppress(trio.RunFinishedError):
+                self.trio_token.run_sync_soon(self.cancel_scope.cancel)
+
+    async def _main(self, work: Callable[[], Awaitable[object]] | None = None) -> object:
+        """Serve until cancelled; or, given `work`, serve while it runs and return its result
+        (the one-shot `amanah sync` without a daemon)."""
+        from .net import Network
+
+        self.trio_token = trio.lowlevel.current_trio_token()
+        self.net = Network(self.node.identity.seed, self.listen, self.is_trusted)
+        self.net.handle(msg.SYNC_PROTOCOL, self._serve_sync)
+        self.net.handle(msg.NOTIFY_PROTOCOL, self._serve_notify)
+        result = None
+        with trio.CancelScope() as scope:
+            self.cancel_scope = scope
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                self.addrs = await nursery.start(self.net.serve)
+                self.ready.set()
+                if work is not None:
+                    result = await work()
+                    scope.cancel()
+                    return result
+                nursery.start_soon(self._refresh_peers)
+                nursery.start_soon(self._watch_local)
+        return result
+
+    # --- serving --------------------------------------------------------------------------------
+
+    async def _serve_sync(self, stream: object) -> None:
+        key = ids.public_key_from_peer_id(stream.peer_id)  # type: ignore[attr-defined]
+        try:
+            await replicate.serve(self.node, stream, key)  # type: ignore[arg-type]
+        except FormatError as exc:
+            log.warning("peer %s: sync request refused: %s", stream.peer_id, exc)  # type: ignore[attr-defined]
+
+    async def _serve_notify(self, stream: object) -> None:
+        frame = await stream.recv(msg.MAX_REQUEST)  # type: ignore[attr-defined]
+        if not frame:
+            return
+        try:
+            notice = msg.decode(frame, msg.MAX_REQUEST, ("head",))
+        except FormatError as exc:
+            log.warning("peer %s sent a bad notice: %s", stream.peer_id, exc)  # type: ignore[attr-defined]
+            return
+        with self.node.store.read() as txn:
+            state = self.node.archive.state(txn, notice["col"])
+        if state is None or state.length < notice["length"] or state.head != notice["head"]:
+            self.poke(stream.peer_id)  # type: ignore[attr-defined]
+
+    # --- pulling --------------------------------------------------------------------------------
+
+    def poke(self, peer_id: str) -> None:
+        """Wake the pull loop of a peer (starting one if it has none)."""
+        if peer_id not in self.trusted:
+            return
+        if peer_id not in self.loops:
+            self.nursery.start_soon(self._peer_loop, peer_id)
+        event = self.wake.get(peer_id)
+        if event is not None:
+            event.set()
+
+    async def _peer_loop(self, peer_id: str) -> None:
+        with trio.CancelScope() as scope:
+            self.loops[peer_id] = scope
+            self.wake[peer_id] = trio.Event()
+            backoff = RETRY_MIN
+            try:
+                while True:
+                    ok = await self.sync_once(peer_id)
+                    wait = PERIODIC if ok else backoff
+                    backoff = RETRY_MIN if ok else min(backoff * 2, RETRY_MAX)
+                    with trio.move_on_after(wait):
+                        await self.wake[peer_id].wait()
+                    self.wake[peer_id] = trio.Event()
+            finally:
+                self.loops.pop(peer_id, None)
+                self.wake.pop(peer_id, None)
+
+    async def sync_once(self, peer_id: str) -> bool:
+        from .net import NetError
+
+        peer = self.trusted.get(peer_id)
+        if peer is None:
+            return False
+        started = time.monotonic()
+        try:
+            stream = await self.net.open(peer_id, peer.addrs, msg.SYNC_PROTOCOL)
+            try:
+                result = await replicate.Puller(self.node, stream).run()
+            finally:
+                await stream.close()
+        except replicate.PeerViolation as exc:
+            log.error("peer %s violated the protocol: %s; disconnecting", peer_id, exc)
+            self.last_result[peer_id] = {"ok": False, "error": str(exc), "at": time.time()}
+            await self.net.disconnect(peer_id)
+            return False
+        except (NetError, FormatError, OSError) as exc:
+            log.info("sync with %s failed: %s", peer_id, exc)
+            self.last_result[peer_id] = {"ok": False, "error": str(exc), "at": time.time()}
+            return False
+        took = time.monotonic() - started
+        if result.entries or result.blocks:
+            log.info(
+                "pulled from %s: %d entries, %d records, %d blocks (%d bytes) in %.2f s",
+                peer_id,
+                result.entries,
+                result.records,
+                result.blocks,
+                result.bytes,
+                took,
+            )
+        self.last_result[peer_id] = {"ok": True, "at": time.time(), "forks": result.forks}
+        return True
+
+    # --- keeping up with the allow-list and local changes ----------------------------------------
+
+    async def _refresh_peers(self) -> None:
+        while True:
+            self._load_peers()
+            for peer_id in list(self.loops):
+                if peer_id not in self.trusted:
+                    self.loops[peer_id].cancel()
+            await self.net.drop_untrusted()
+            for peer_id, peer in self.trusted.items():
+                if peer_id not in self.loops and peer.addrs:
+                    self.nursery.start_soon(self._peer_loop, peer_id)
+            await trio.sleep(PEER_REFRESH)
+
+    async def _watch_local(self) -> None:
+        """Send head notices when the store's collections change (the CLI writes directly)."""
+        seen: dict[bytes, bytes] = {}
+        first = True
+        while True:
+            with self.node.store.read() as txn:
+                states = self.node.archive.states(txn)
+            for state in states:
+                if seen.get(state.id) == state.head:
+                    continue
+                seen[state.id] = state.head
+                if not first:
+                    self.nursery.start_soon(self._notify_all, state)
+            first = False
+            await trio.sleep(WATCH_INTERVAL)
+
+    async def _notify_all(self, state: object) -> None:
+        from .net import NetError
+
+        notice = msg.encode("head", col=state.id, length=state.length, head=state.head)  # type: ignore[attr-defined]
+        for peer_id, peer in list(self.trusted.items()):
+            if not replicate.may_serve(self.node, state, peer.public_key, peer.role):  # type: ignore[arg-type]
+                continue
+            try:
+                with trio.fail_after(10):
+                    stream = await self.net.open(peer_id, peer.addrs, msg.NOTIFY_PROTOCOL)
+                    await stream.send(notice)
+                    await stream.close()
+            except (NetError, trio.TooSlowError, OSError) as exc:
+                log.debug("notice to %s not sent: %s", peer_id, exc)
+
+
+class Daemon:
+    def __init__(self, node: Node, listen: list[str], http: str, mdns: bool) -> None:
+        self.node = node
+        self.p2p = P2P(node, listen)
+        self.http = http
+        self.mdns = mdns
+        self.token = load_or_create_token(node.home)
+        self.info_path = node.home / "run" / "daemon.json"
+
+    def run(self) -> None:
+        """Run until SIGINT or SIGTERM."""
+        self.node.identity  # noqa: B018 - unlock before starting threads (may prompt)
+        thread = threading.Thread(target=self.p2p.run, name="amanah-p2p", daemon=True)
+        thread.start()
+        self.p2p.ready.wait()
+        if self.p2p.failure is not None:
+            raise self.p2p.failure
+        try:
+            asyncio.run(self._http_main())
+        finally:
+            self.p2p.stop()
+            thread.join(timeout=10)
+            self.info_path.unlink(missing_ok=True)
+
+    async def _http_main(self) -> None:
+        from . import api
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        runner, bound = await api.start(self, self.http)
+        mdns = None
+        if self.mdns:
+            from . import discovery
+
+            mdns = discovery.start(self.node, self.p2p)
+        info = {
+            "pid": os.getpid(),
+            "peer_id": self.node.peer_id,
+            "addrs": self.p2p.addrs,
+            "http": bound,
+        }
+        tmp = self.info_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info))
+        tmp.replace(self.info_path)
+        log.info(
+            "node %s running; p2p %s; http %s", self.node.peer_id, " ".join(self.p2p.addrs), bound
+        )
+        print(json.dumps({"ready": True, **info}), flush=True)
+        try:
+            while not stop.is_set() and self.p2p.failure is None:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=0.5)
+        finally:
+            if mdns is not None:
+                mdns.close()
+            await runner.cleanup()

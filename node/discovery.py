@@ -1,0 +1,89 @@
+"""LAN discovery with zeroconf: advertise and browse `_amanah._tcp.local.`.
+
+Discovery never grants trust: a discovered node is used only if its peer id is already on the
+allow-list, and then only as an address to dial (kept in memory). Failures (no multicast on the
+interface, as in this sandbox's default namespace) are logged and leave the node running.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import TYPE_CHECKING
+
+from .home import Node
+
+if TYPE_CHECKING:
+    from .daemon import P2P
+
+log = logging.getLogger("amanah.discovery")
+SERVICE = "_amanah._tcp.local."
+
+
+class Discovery:
+    def __init__(self, node: Node, p2p: P2P) -> None:
+        from zeroconf import ServiceBrowser, ServiceInfo, Zeroconf
+
+        self.node, self.p2p = node, p2p
+        self.zc = Zeroconf()
+        port, addresses = _tcp_port(p2p.addrs)
+        self.info = None
+        if port:
+            self.info = ServiceInfo(
+                SERVICE,
+                f"{node.peer_id}.{SERVICE}",
+                port=port,
+                addresses=addresses,
+                properties={"peer_id": node.peer_id},
+            )
+            self.zc.register_service(self.info)
+        self.browser = ServiceBrowser(self.zc, SERVICE, handlers=[self._on_change])
+
+    def _on_change(
+        self, zeroconf: object, service_type: str, name: str, state_change: object
+    ) -> None:
+        info = self.zc.get_service_info(service_type, name, timeout=1000)
+        if info is None:
+            return
+        peer_id = (info.properties or {}).get(b"peer_id", b"").decode("ascii", "replace")
+        peer = self.p2p.trusted.get(peer_id)
+        if peer is None or peer_id == self.node.peer_id:
+            return  # discovery never grants trust
+        for raw in info.addresses:
+            try:
+                ip = socket.inet_ntoa(raw)
+            except OSError:
+                continue
+            addr = f"/ip4/{ip}/tcp/{info.port}"
+            if addr not in peer.addrs:
+                peer.addrs.append(addr)
+                log.info("found trusted peer %s on the LAN at %s", peer_id, addr)
+        if self.p2p.trio_token is not None:
+            self.p2p.trio_token.run_sync_soon(self.p2p.poke, peer_id)
+
+    def close(self) -> None:
+        try:
+            if self.info is not None:
+                self.zc.unregister_service(self.info)
+            self.zc.close()
+        except Exception as exc:  # closing must not mask the shutdown
+            log.debug("zeroconf close: %s", exc)
+
+
+def _tcp_port(addrs: list[str]) -> tuple[int, list[bytes]]:
+    for a in addrs:
+        parts = a.split("/")
+        if len(parts) > 4 and parts[1] == "ip4" and parts[3] == "tcp":
+            ip = parts[2]
+            if ip in ("0.0.0.0", "127.0.0.1"):
+                ip = "127.0.0.1"
+            return int(parts[4]), [socket.inet_aton(ip)]
+    return 0, []
+
+
+def start(node: Node, p2p: P2P) -> Discovery | None:
+    try:
+        return Discovery(node, p2p)
+    except Exception as exc:
+        log.warning("LAN discovery (mDNS) is off: %s", exc)
+        return None
