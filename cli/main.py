@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,17 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except (AmanahError, FormatError) as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {_one_line(str(exc))}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+
+
+def _one_line(text: str) -> str:
+    """Control characters escaped: a message may quote a file name holding a newline or a
+    terminal escape sequence, and must stay one harmless line."""
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in text)
 
 
 class Ctx:
@@ -377,6 +384,8 @@ def ls(c: Ctx, collection_ref: str, include_redacted: bool, as_json: bool) -> No
     for r in rows:
         if r.get("redacted"):
             lines.append(f"{r['id']}  (redacted)")
+        elif r.get("damaged"):
+            lines.append(f"{r['id']}  (damaged: {r['damaged']}; run amanah verify)")
         elif not r["readable"]:
             lines.append(f"{r['id']}  {r['size']:>12}  (encrypted: not readable on this node)")
         else:
@@ -551,7 +560,7 @@ def run(c: Ctx, listen: tuple[str, ...], http: str | None, no_mdns: bool, verbos
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("libp2p").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("libp2p").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
     node = c.node
     if daemon.running_info(node.home):
         raise AmanahError(f"a daemon is already running for {node.home}")
