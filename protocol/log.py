@@ -25,7 +25,8 @@ ENTRY_VERSION = 1
 MAX_ENTRY_SIZE = 65_000
 MAX_NAME = 200
 MAX_REASON = 2_000
-MAX_WRAPS = 1_000
+# A wrap costs ~118 bytes in the entry: 500 keep a key epoch well inside MAX_ENTRY_SIZE.
+MAX_WRAPS = 500
 
 TIERS = ("public", "trusted", "closed")
 ROLES = ("hold", "read", "mirror")
@@ -209,7 +210,7 @@ def _validate_key_epoch(record: object) -> None:
         raise FormatError("key epoch is negative")
     wraps = _need(record, "wraps", list)
     if not 1 <= len(wraps) <= MAX_WRAPS:
-        raise FormatError("key epoch needs 1 to 1000 wrapped keys")
+        raise FormatError(f"key epoch needs 1 to {MAX_WRAPS} wrapped keys")
     readers = []
     for w in wraps:
         if not isinstance(w, list) or len(w) != 2:
@@ -366,6 +367,8 @@ class CollectionState:
                 raise ChainError(
                     "redaction reason must be encrypted exactly when the tier is not public"
                 )
+            if not public and not 0 <= b["epoch"] <= self.epoch:
+                raise ChainError("an encrypted redaction reason names a key epoch not in the log")
         elif entry.type == "grant":
             self._grant(b, public)
         elif entry.type == "revoke":
