@@ -77,6 +77,7 @@ class P2P:
         self.node = node
         self.listen = listen
         self.trusted: dict[str, peers_mod.Peer] = {}
+        self.discovered: dict[str, list[str]] = {}  # LAN addresses of trusted peers (mDNS)
         self._load_peers()
         self.wake: dict[str, trio.Event] = {}
         self.loops: dict[str, trio.CancelScope] = {}
@@ -88,7 +89,20 @@ class P2P:
         self.failure: BaseException | None = None
 
     def _load_peers(self) -> None:
-        self.trusted = {p.peer_id: p for p in peers_mod.all_peers(self.node)}
+        trusted = {p.peer_id: p for p in peers_mod.all_peers(self.node)}
+        for peer_id, addrs in list(self.discovered.items()):
+            if peer_id in trusted:
+                peer = trusted[peer_id]
+                peer.addrs = list(dict.fromkeys(peer.addrs + addrs))
+        self.trusted = trusted
+
+    def discovered_addr(self, peer_id: str, addr: str) -> None:
+        """An address seen on the LAN for a peer; used only if the peer is already trusted."""
+        known = self.discovered.setdefault(peer_id, [])
+        if addr not in known:
+            known.append(addr)
+            if peer_id in self.trusted and addr not in self.trusted[peer_id].addrs:
+                self.trusted[peer_id].addrs.append(addr)
 
     def is_trusted(self, peer_id: str) -> bool:
         return peer_id in self.trusted
@@ -304,7 +318,8 @@ class Daemon:
         if self.mdns:
             from . import discovery
 
-            mdns = discovery.start(self.node, self.p2p)
+            # zeroconf's blocking API must not run on this event loop (it hung here): a thread.
+            mdns = await loop.run_in_executor(None, discovery.start, self.node, self.p2p)
         info = {
             "pid": os.getpid(),
             "peer_id": self.node.peer_id,
@@ -324,5 +339,5 @@ class Daemon:
                     await asyncio.wait_for(stop.wait(), timeout=0.5)
         finally:
             if mdns is not None:
-                mdns.close()
+                await loop.run_in_executor(None, mdns.close)
             await runner.cleanup()

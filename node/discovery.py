@@ -46,8 +46,7 @@ class Discovery:
         if info is None:
             return
         peer_id = (info.properties or {}).get(b"peer_id", b"").decode("ascii", "replace")
-        peer = self.p2p.trusted.get(peer_id)
-        if peer is None or peer_id == self.node.peer_id:
+        if peer_id not in self.p2p.trusted or peer_id == self.node.peer_id:
             return  # discovery never grants trust
         for raw in info.addresses:
             try:
@@ -55,9 +54,8 @@ class Discovery:
             except OSError:
                 continue
             addr = f"/ip4/{ip}/tcp/{info.port}"
-            if addr not in peer.addrs:
-                peer.addrs.append(addr)
-                log.info("found trusted peer %s on the LAN at %s", peer_id, addr)
+            log.info("found trusted peer %s on the LAN at %s", peer_id, addr)
+            self.p2p.discovered_addr(peer_id, addr)
         if self.p2p.trio_token is not None:
             self.p2p.trio_token.run_sync_soon(self.p2p.poke, peer_id)
 
@@ -71,14 +69,26 @@ class Discovery:
 
 
 def _tcp_port(addrs: list[str]) -> tuple[int, list[bytes]]:
+    """The TCP port we listen on and the IPv4 addresses to advertise for it."""
     for a in addrs:
         parts = a.split("/")
         if len(parts) > 4 and parts[1] == "ip4" and parts[3] == "tcp":
-            ip = parts[2]
-            if ip in ("0.0.0.0", "127.0.0.1"):
-                ip = "127.0.0.1"
-            return int(parts[4]), [socket.inet_aton(ip)]
+            if parts[2] != "0.0.0.0":
+                return int(parts[4]), [socket.inet_aton(parts[2])]
+            return int(parts[4]), [socket.inet_aton(ip) for ip in _local_ipv4()]
     return 0, []
+
+
+def _local_ipv4() -> list[str]:
+    """Every IPv4 address of this machine's interfaces (listening on 0.0.0.0)."""
+    import ifaddr
+
+    found = []
+    for adapter in ifaddr.get_adapters():
+        for ip in adapter.ips:
+            if isinstance(ip.ip, str) and not ip.ip.startswith("169.254."):
+                found.append(ip.ip)
+    return found or ["127.0.0.1"]
 
 
 def start(node: Node, p2p: P2P) -> Discovery | None:
