@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import lmdb
+import trio
 from amanah.protocol import ids, log
 from amanah.protocol import item as item_mod
 from amanah.protocol import sync as msg
@@ -481,9 +482,9 @@ class Puller:
             batch.append((expected, data))
             batch_bytes += len(data)
             if batch_bytes >= BLOCK_BATCH_BYTES:
-                self._store_blocks(batch)
+                await trio.to_thread.run_sync(self._store_blocks, batch)
                 batch, batch_bytes = [], 0
-        self._store_blocks(batch)
+        await trio.to_thread.run_sync(self._store_blocks, batch)
 
     def _store_blocks(self, batch: list[tuple[bytes, bytes]]) -> None:
         if not batch:
