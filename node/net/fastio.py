@@ -1,0 +1,214 @@
+"""Throughput levers for TCP + Noise + yamux that need no change to the installed libp2p.
+
+Measured on this machine (shared/notes/libp2p-0.8.1.md, bench/net_throughput.py): the stock
+stack spends its time in per-message Python work, not in crypto. The receiver reads the 2-byte
+Noise length, then the Noise message, then yamux's 12-byte header, then its body, each with its
+own unbuffered socket read; the sender splits every 64 KiB yamux frame into two Noise messages
+and sends each with its own socket write. Three levers, all wire-compatible with stock peers
+(Noise messages, their sizes and nonces are exactly what the stock code produces):
+
+1. `BufferedTCP`: a TCP transport whose raw connections read ahead into a 256 KiB buffer, so
+   the small reads are served from memory. Plugged in with `new_host(transports=[...])`.
+2. `BatchingSession`: after the stock Noise handshake, a secure session that encrypts a whole
+   write into consecutive Noise messages sent with ONE socket write, and reads 256 KiB at a
+   time, decrypting every complete message it holds. It replaces the stock `SecureSession` and
+   uses three undocumented attributes of it (`conn`, `conn.noise_state`,
+   `conn.read_writer.read_write_closer`): `batching_session()` checks they are there and falls
+   back to the stock session otherwise; tests/test_net_internals.py pins them to 0.8.1.
+3. `PY_YAMUX_RELEASE_ON_READ=0`: yamux then sends window updates in batches (go-yamux's
+   behaviour) instead of one per read. yamux reads this variable from os.environ on every
+   window update, so `enable_yamux_batching()` sets it (only if unset: an operator's explicit
+   value wins) for the whole process; the only yamux user in the process is this package.
+
+No lock is taken in the session: yamux serialises its writers (`_write_lock`) and has a single
+reader task per connection, and a trio.Lock here cost ~15% (it yields on every call).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from libp2p.abc import IRawConnection, ISecureConn
+from libp2p.io.abc import ReadWriteCloser
+from libp2p.io.exceptions import IncompleteReadError
+from libp2p.network.connection.raw_connection import RawConnection
+from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH
+from libp2p.security.secure_session import SecureSession
+from libp2p.transport.tcp.tcp import TCP, TCPListener
+from multiaddr import Multiaddr
+
+READ_AHEAD = 256 << 10
+_NOISE_LEN = 2
+
+
+class BufferedReader(ReadWriteCloser):
+    """Wraps a raw TCP stream so reads come from a read-ahead buffer. Writes pass through."""
+
+    def __init__(self, inner: ReadWriteCloser, size: int = READ_AHEAD) -> None:
+        self._inner = inner
+        self._size = size
+        self._buf = b""
+        self._pos = 0
+
+    async def read(self, n: int | None = None) -> bytes:
+        if n == 0:
+            return b""
+        if self._pos < len(self._buf):
+            end = len(self._buf) if n is None else self._pos + n
+            chunk = self._buf[self._pos : end]
+            self._pos += len(chunk)
+            return chunk
+        data = await self._inner.read(max(n or 0, self._size))
+        if n is None or len(data) <= n:
+            return data
+        self._buf, self._pos = data, n
+        return data[:n]
+
+    async def write(self, data: bytes) -> None:
+        await self._inner.write(data)
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    def get_remote_address(self) -> tuple[str, int] | None:
+        return self._inner.get_remote_address()
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else libp2p may probe on the raw stream (conn_state, ...) is the inner one's.
+        return getattr(self._inner, name)
+
+
+class BufferedTCP(TCP):
+    """The stock TCP transport with `BufferedReader` under every connection, both directions."""
+
+    async def dial(self, maddr: Multiaddr) -> IRawConnection:
+        return _buffered(await super().dial(maddr))
+
+    async def dial_with_source(self, maddr: Multiaddr, source: tuple[str, int]) -> IRawConnection:
+        return _buffered(await super().dial_with_source(maddr, source))
+
+    def create_listener(
+        self, handler_function: Callable[[ReadWriteCloser], Awaitable[None]]
+    ) -> TCPListener:
+        async def handler(stream: ReadWriteCloser) -> None:
+            await handler_function(BufferedReader(stream))
+
+        return super().create_listener(handler)
+
+
+def _buffered(conn: IRawConnection) -> IRawConnection:
+    if isinstance(conn, RawConnection):
+        conn.stream = BufferedReader(conn.stream)
+    return conn
+
+
+class BatchingSession(SecureSession):
+    """A Noise transport session: one socket write per write, decrypts in batches on read."""
+
+    def __init__(self, stock: SecureSession) -> None:
+        super().__init__(
+            local_peer=stock.local_peer,
+            local_private_key=stock.local_private_key,
+            remote_peer=stock.remote_peer,
+            remote_permanent_pubkey=stock.remote_permanent_pubkey,
+            is_initiator=stock.is_initiator,
+            conn=stock.conn,
+        )
+        state = stock.conn.noise_state  # type: ignore[attr-defined]
+        self._encrypt = state.encrypt
+        self._decrypt = state.decrypt
+        self._raw: ReadWriteCloser = stock.conn.read_writer.read_write_closer  # type: ignore[attr-defined]
+        self._cipher = bytearray()  # bytes read, not yet a complete Noise message
+        self._plain = b""  # decrypted, not yet returned
+        self._plain_pos = 0
+
+    async def write(self, data: bytes) -> None:
+        if len(data) <= MAX_PLAINTEXT_LENGTH:
+            msg = self._encrypt(bytes(data))
+            await self._raw.write(len(msg).to_bytes(_NOISE_LEN, "big") + msg)
+            return
+        parts = []
+        for start in range(0, len(data), MAX_PLAINTEXT_LENGTH):
+            msg = self._encrypt(bytes(data[start : start + MAX_PLAINTEXT_LENGTH]))
+            parts.append(len(msg).to_bytes(_NOISE_LEN, "big"))
+            parts.append(msg)
+        await self._raw.write(b"".join(parts))
+
+    async def read(self, n: int | None = None) -> bytes:
+        if n == 0:
+            return b""
+        if self._plain_pos >= len(self._plain):
+            if not await self._pull():
+                raise IncompleteReadError(
+                    "Connection closed", expected_bytes=n or 1, received_bytes=0
+                )
+        if n is None:
+            return self._take(len(self._plain) - self._plain_pos)
+        out = self._take(n)
+        if len(out) == n:
+            return out
+        # Callers (yamux) expect exactly n bytes, as from the stock session.
+        parts = [out]
+        got = len(out)
+        while got < n:
+            if not await self._pull():
+                raise IncompleteReadError(
+                    f"Connection closed after {got} of {n} bytes",
+                    expected_bytes=n,
+                    received_bytes=got,
+                )
+            piece = self._take(n - got)
+            parts.append(piece)
+            got += len(piece)
+        return b"".join(parts)
+
+    def _take(self, n: int) -> bytes:
+        start = self._plain_pos
+        chunk = self._plain[start : start + n]
+        self._plain_pos = start + len(chunk)
+        return chunk
+
+    async def _pull(self) -> bool:
+        """Decrypt every complete Noise message buffered, reading more until there is one."""
+        while True:
+            cipher = self._cipher
+            pos, size = 0, len(cipher)
+            out = []
+            while size - pos >= _NOISE_LEN:
+                length = (cipher[pos] << 8) | cipher[pos + 1]
+                end = pos + _NOISE_LEN + length
+                if end > size:
+                    break
+                plain = self._decrypt(bytes(cipher[pos + _NOISE_LEN : end]))
+                if plain:  # an empty message carries no bytes: skip it
+                    out.append(plain)
+                pos = end
+            if pos:
+                del cipher[:pos]
+            if out:
+                self._plain = out[0] if len(out) == 1 else b"".join(out)
+                self._plain_pos = 0
+                return True
+            data = await self._raw.read(READ_AHEAD)
+            if not data:
+                return False
+            cipher += data
+
+
+def batching_session(conn: ISecureConn) -> ISecureConn:
+    """`conn` as a `BatchingSession`, or unchanged if it is not the stock Noise session."""
+    inner = getattr(conn, "conn", None)
+    if (
+        type(conn) is SecureSession
+        and hasattr(inner, "noise_state")
+        and hasattr(getattr(inner, "read_writer", None), "read_write_closer")
+    ):
+        return BatchingSession(conn)
+    return conn
+
+
+def enable_yamux_batching() -> None:
+    """Batch yamux window updates process-wide, unless the operator set the variable."""
+    os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
