@@ -35,6 +35,19 @@ class CollectionInfo:
         return ids.to_text("col", self.state.id)
 
 
+def _decode_state(collection: bytes, raw: bytes) -> CollectionState:
+    try:
+        state = CollectionState.from_cbor(bytes(raw))
+        if state.id != collection:
+            raise FormatError("state of another collection")
+        return state
+    except (FormatError, ValueError, TypeError, KeyError) as exc:
+        raise DamagedError(
+            f"the stored state of collection {ids.to_text('col', collection)} is damaged ({exc}); "
+            "it can be rebuilt from its log"
+        ) from None
+
+
 class Archive:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -45,10 +58,10 @@ class Archive:
 
     def state(self, txn: lmdb.Transaction, collection: bytes) -> CollectionState | None:
         raw = txn.get(collection, db=self._db["cols"])
-        return CollectionState.from_cbor(raw) if raw is not None else None
+        return _decode_state(collection, raw) if raw is not None else None
 
     def states(self, txn: lmdb.Transaction) -> list[CollectionState]:
-        return [CollectionState.from_cbor(v) for _, v in txn.cursor(self._db["cols"])]
+        return [_decode_state(bytes(k), v) for k, v in txn.cursor(self._db["cols"])]
 
     def entry(self, txn: lmdb.Transaction, collection: bytes, seq: int) -> Entry:
         raw = txn.get(seq_key(collection, seq), db=self._db["log"])

@@ -38,6 +38,7 @@ from .archive import CollectionInfo
 from .collections import now_ms
 from .errors import AmanahError, InvalidInput
 from .home import Node
+from .store import translate_full
 
 # Measured here: commits of 8-16 MiB write ~930 MiB/s, 32 MiB only ~320 MiB/s, and each commit
 # costs ~70 ms of fsync whatever its size.
@@ -394,6 +395,10 @@ class _Writer:
             self._commit()
         except BaseException as exc:
             self._abort()
+            if self.checkpoints:  # blocks of the unfinished item already committed: remove them
+                _drop_pending(self.node, self.token)
+            if isinstance(exc, lmdb.Error):
+                translate_full(exc, str(self.node.home / "store"))  # StoreFull, or as it was
             if committed and isinstance(exc, AmanahError):
                 n = len(sources)
                 raise type(exc)(

@@ -143,7 +143,7 @@ class Store:
             yield txn
         except lmdb.Error as exc:
             txn.abort()
-            _raise_full(exc, self.env.path())
+            translate_full(exc, self.env.path())
             raise
         except BaseException:
             txn.abort()
@@ -151,7 +151,7 @@ class Store:
         try:
             txn.commit()
         except lmdb.Error as exc:
-            _raise_full(exc, self.env.path())
+            translate_full(exc, self.env.path())
             raise
 
     @contextmanager
@@ -172,7 +172,7 @@ class Store:
 FULL_DISK_SLACK = 64 << 20
 
 
-def _raise_full(exc: lmdb.Error, path: str | None = None) -> None:
+def translate_full(exc: lmdb.Error, path: str | None = None) -> None:
     """Re-raise a full map or full disk as StoreFull; other LMDB errors pass through."""
     if isinstance(exc, lmdb.MapFullError):
         raise StoreFull(

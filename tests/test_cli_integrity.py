@@ -275,12 +275,6 @@ def test_garbage_log_entry(archive):
     assert [(d["kind"], d.get("position")) for d in damaged] == [("entry", 2)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (node/archive.py Archive.state/states, via CollectionState.from_cbor): a "
-    "damaged but well-formed CBOR value in the `cols` db raises ValueError, so verify, ls and "
-    "collection list end in a traceback instead of a one-line error or a damage report",
-)
 def test_damaged_collection_state(archive):
     cli = archive.cli
     with open_store(cli.home, write=True) as (txn, dbs):

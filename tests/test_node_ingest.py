@@ -194,12 +194,6 @@ def test_full_map_rolls_back_and_keeps_what_was_stored(full, tmp_path, collectio
     assert list((node.home / "run").iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (node/ingest.py): _Writer._abort throws RuntimeError into Store.write instead "
-    "of the LMDB error, so a MapFullError raised by a put escapes unconverted; the CLI "
-    "then prints a traceback instead of 'error: the store is full …'",
-)
 def test_full_map_is_reported_as_store_full(full, tmp_path):
     node, _, _ = full
     big = tmp_path / "big.bin"
@@ -240,12 +234,6 @@ def test_full_map_after_checkpoints_keeps_the_store_consistent(checkpointed, tmp
     assert dest.read_bytes() == kept.read_bytes()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (node/ingest.py): a large add that fails (not dies) after committing "
-    "checkpoints leaves its blocks and `pending` records behind until the next add, although "
-    "the error says nothing was half-stored; the space stays taken if no add follows",
-)
 def test_failed_add_leaves_no_blocks_behind(checkpointed):
     node, _, _, blocks = checkpointed
     with node.store.read() as txn:

@@ -85,6 +85,7 @@ class Network:
         self.log = logger or logging.getLogger("amanah.net")
         self._handlers: dict[str, Handler] = {}
         self._host: IHost | None = None
+        self._serving = False
         if fast_io:
             enable_yamux_batching()
 
@@ -92,30 +93,32 @@ class Network:
 
     async def serve(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Run the host until cancelled; `nursery.start(net.serve)` returns `addrs()`."""
-        if self._host is not None:
+        if self._serving:
             raise RuntimeError("this Network is already serving")
         for addr in self._listen:
             _check_port_free(addr)
+        self._serving = True
         host = self._build_host()
-        async with host.run(self._listen):
-            listening = host.get_transport_addrs()
-            if len(listening) < len(self._listen):
-                raise NetError(
-                    f"could not listen on all of {[str(a) for a in self._listen]} "
-                    f"(listening on {[str(a) for a in listening]}): is a port in use?"
-                )
-            await compat.stop_auto_connector(host)
-            self._host = host
-            try:
+        try:
+            async with host.run(self._listen):
+                listening = host.get_transport_addrs()
+                if len(listening) < len(self._listen):
+                    raise NetError(
+                        f"could not listen on all of {[str(a) for a in self._listen]} "
+                        f"(listening on {[str(a) for a in listening]}): is a port in use?"
+                    )
+                await compat.stop_auto_connector(host)
+                self._host = host
                 self.log.info("listening on %s", " ".join(self.addrs()))
                 task_status.started(self.addrs())
                 await trio.sleep_forever()
-            finally:
-                self._host = None
-                # host.run() alone leaves the swarm open: its TCP listener lives in a trio
-                # system task and would go on accepting (and handshaking) after we stopped.
-                with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
-                    await host.close()
+        finally:
+            self._host = None
+            self._serving = False
+            # host.run() alone leaves the swarm open: its TCP listener lives in a trio system
+            # task and would go on accepting (and handshaking) after we stopped.
+            with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
+                await host.close()
 
     def addrs(self) -> list[str]:
         """The addresses we listen on, each ending in /p2p/<our peer id> (empty when stopped)."""
