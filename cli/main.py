@@ -317,6 +317,12 @@ def _parse_meta(
 @click.option("--tag", "tags", multiple=True, help="A tag (repeatable).")
 @click.option("--meta", "metas", multiple=True, help="A free field KEY=VALUE (repeatable).")
 @click.option(
+    "--public-field",
+    "public_fields",
+    multiple=True,
+    help="Let a mirror show 'location' (coordinates) or 'extra.KEY' (repeatable; default: not).",
+)
+@click.option(
     "--meta-file",
     type=click.Path(dir_okay=False, readable=False, path_type=Path),
     help="Metadata as a JSON object (fields as in protocol/SPEC.md).",
@@ -335,6 +341,7 @@ def add(
     captured_at: str | None,
     tags: tuple[str, ...],
     metas: tuple[str, ...],
+    public_fields: tuple[str, ...],
     meta_file: Path | None,
     as_json: bool,
 ) -> None:
@@ -524,6 +531,25 @@ def share(c: Ctx, collection_ref: str, peer_ref: str, read: bool) -> None:
     info = collections.resolve(c.node, collection_ref)
     entry = grants.share(c.node, info, peer_ref, read)
     click.echo(f"Granted {entry.body['role']} to {peer_ref} (log position {entry.seq})")
+
+
+@main.command()
+@click.argument("collection_ref", metavar="COLLECTION")
+@click.argument("mirror_ref", metavar="MIRROR_PEER")
+@pass_ctx
+def publish(c: Ctx, collection_ref: str, mirror_ref: str) -> None:
+    """Publish a public COLLECTION to a mirror, which serves it on the web."""
+    from amanah.node import collections, grants, peers
+
+    node = c.node
+    mirror = peers.get(node, mirror_ref)
+    if mirror.role != "mirror":
+        raise InvalidInput(f"{mirror.peer_id} is not a mirror (peer add … --role mirror)")
+    info = collections.resolve(node, collection_ref)
+    if info.state.tier != "public":
+        raise InvalidInput("only public collections can be published to a mirror")
+    entry = grants.share(node, info, mirror.peer_id)
+    click.echo(f"Published to mirror {mirror.peer_id} (log position {entry.seq})")
 
 
 @main.command()

@@ -37,6 +37,24 @@ USER_FIELDS = (
     "location",
     "tags",
     "extra",
+    "public_fields",
+)
+# What a mirror may show of a public item by default. Anything else (precise coordinates, free
+# fields that may name staff, sources or contacts) only if the owner lists it in public_fields:
+# "location" for the coordinates and precision, "extra.NAME" for a free field.
+PUBLISHED_BY_DEFAULT = (
+    "title_en",
+    "title_ar",
+    "description_en",
+    "description_ar",
+    "source_url",
+    "captured_at",
+    "tags",
+    "filename",
+    "size",
+    "sha256",
+    "mime",
+    "ingested_at",
 )
 FIXITY_FIELDS = ("filename", "size", "sha256", "mime", "ingested_at")
 
@@ -160,6 +178,35 @@ def validate_user(fields: dict) -> dict:
                 raise FormatError("an extra field name is empty")
             clean_extra[key] = _text(v, f"extra field {key!r}", MAX_EXTRA_VALUE, multiline=True)
         out["extra"] = clean_extra
+    if "public_fields" in fields:
+        names = fields["public_fields"]
+        if not isinstance(names, list) or len(names) > MAX_EXTRA + 1:
+            raise FormatError("public_fields must be a list of field names")
+        clean_names = []
+        for name in names:
+            if name != "location" and not (isinstance(name, str) and name.startswith("extra.")):
+                raise FormatError(
+                    f"public_fields may name 'location' or 'extra.NAME', not {name!r}"
+                )
+            clean_names.append(_text(name, "public field", MAX_EXTRA_KEY + 6))
+        out["public_fields"] = sorted(set(clean_names))
+    return out
+
+
+def published(meta: dict) -> dict:
+    """The part of a public item's metadata a mirror may show (the allow-list above)."""
+    allowed = set(meta.get("public_fields", []))
+    out = {k: meta[k] for k in PUBLISHED_BY_DEFAULT if k in meta}
+    location = meta.get("location")
+    if location:
+        shown = dict(location) if "location" in allowed else {}
+        if "name" in location:
+            shown["name"] = location["name"]
+        if shown:
+            out["location"] = shown
+    extra = {k: v for k, v in meta.get("extra", {}).items() if f"extra.{k}" in allowed}
+    if extra:
+        out["extra"] = extra
     return out
 
 
