@@ -1,0 +1,128 @@
+"""A trusted but hostile peer over real libp2p (127.0.0.1): what it sends is refused before
+anything is stored, the refusal is logged with its peer id, its connection is dropped, and an
+honest peer still replicates afterwards."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pytest
+import trio
+from amanah.node import collections, grants, ingest, peers, replicate
+from amanah.node.daemon import P2P
+from amanah.node.home import Node, init_home
+from amanah.node.net import Network
+from amanah.node.verify import verify_all
+from amanah.protocol import sync as msg
+
+pytestmark = pytest.mark.timeout(120)
+PW = "pw"
+
+
+def make(tmp: Path, name: str) -> Node:
+    init_home(tmp / name, name, PW)
+    return Node(tmp / name, lambda: PW)
+
+
+def corrupt_blocks(request: dict, response: bytes) -> bytes:
+    if request["t"] == "block?":
+        data = bytearray(response)
+        data[-1] ^= 0x40
+        return bytes(data)
+    return response
+
+
+def ungranted_heads(request: dict, response: bytes) -> bytes:
+    return response  # the server below announces and serves everything it holds, granted or not
+
+
+class HostileServer(replicate.Server):
+    def __init__(self, node: Node, peer_key: bytes, serve_everything: bool) -> None:
+        super().__init__(node, peer_key)
+        self.serve_everything = serve_everything
+
+    def _state(self, txn, col):  # noqa: ANN001, ANN202
+        if self.serve_everything:
+            return self.node.archive.state(txn, col)
+        return super()._state(txn, col)
+
+
+async def run_hostile(server: Node, tamper, serve_everything: bool, puller: Node, addrs_out: list):  # noqa: ANN001
+    net = Network(server.identity.seed, ["/ip4/127.0.0.1/tcp/0"], lambda pid: pid == puller.peer_id)
+
+    async def handler(stream) -> None:  # noqa: ANN001
+        from amanah.protocol import ids
+
+        srv = HostileServer(server, ids.public_key_from_peer_id(stream.peer_id), serve_everything)
+        while True:
+            frame = await stream.recv(msg.MAX_REQUEST)
+            if not frame:
+                return
+            request = msg.decode(frame, msg.MAX_REQUEST, msg.REQUESTS)
+            for response in srv.answer(request):
+                await stream.send(tamper(request, response))
+
+    net.handle(msg.SYNC_PROTOCOL, handler)
+    return net
+
+
+@pytest.mark.parametrize(
+    "tamper, serve_everything, expect",
+    [(corrupt_blocks, False, "does not match its id"), (ungranted_heads, True, "never granted")],
+)
+def test_hostile_peer_is_refused_logged_and_dropped(
+    tmp_path, caplog, tamper, serve_everything, expect
+):
+    hostile, victim, honest = (
+        make(tmp_path, "hostile"),
+        make(tmp_path, "victim"),
+        make(tmp_path, "honest"),
+    )
+    col = collections.create(hostile, "stuff", "public")
+    f = tmp_path / "f.bin"
+    f.write_bytes(os.urandom(300_000))
+    ingest.add(hostile, col, ingest.gather([f]), {})
+    if not serve_everything:
+        grants.share(hostile, col, victim.peer_id)
+    good = collections.create(honest, "good", "public")
+    ingest.add(honest, good, ingest.gather([f]), {})
+    grants.share(honest, good, victim.peer_id)
+
+    async def main() -> None:
+        bad_net = await run_hostile(hostile, tamper, serve_everything, victim, [])
+        good_net = Network(
+            honest.identity.seed, ["/ip4/127.0.0.1/tcp/0"], lambda pid: pid == victim.peer_id
+        )
+        good_p2p = P2P(honest, [])
+        good_net.handle(msg.SYNC_PROTOCOL, good_p2p._serve_sync)
+        async with trio.open_nursery() as n:
+            bad_addrs = await n.start(bad_net.serve)
+            good_addrs = await n.start(good_net.serve)
+            peers.add(victim, hostile.peer_id, [bad_addrs[0].rsplit("/p2p/", 1)[0]], "hostile")
+            peers.add(victim, honest.peer_id, [good_addrs[0].rsplit("/p2p/", 1)[0]], "honest")
+            peers.add(honest, victim.peer_id, [], "victim")
+            peers.add(hostile, victim.peer_id, [], "victim")
+            good_p2p._load_peers()
+            p2p = P2P(victim, ["/ip4/127.0.0.1/tcp/0"])
+            p2p.net = Network(victim.identity.seed, ["/ip4/127.0.0.1/tcp/0"], p2p.is_trusted)
+            await n.start(p2p.net.serve)
+            with caplog.at_level(logging.INFO, logger="amanah"):
+                assert await p2p.sync_once(hostile.peer_id) is False
+            assert hostile.peer_id not in p2p.net.connected()
+            assert await p2p.sync_once(honest.peer_id) is True
+            n.cancel_scope.cancel()
+
+    trio.run(main)
+    refusal = [r.getMessage() for r in caplog.records if "violated" in r.getMessage()]
+    assert refusal and hostile.peer_id in refusal[0] and expect in refusal[0]
+    report = verify_all(victim)
+    assert all("missing" in d.problem for d in report.damaged)  # nothing corrupt was stored
+    with victim.store.read() as txn:
+        held = {s.id for s in victim.archive.states(txn)}
+    assert good.state.id in held
+    if serve_everything:
+        assert col.state.id not in held
+    for n_ in (hostile, victim, honest):
+        n_.close()
