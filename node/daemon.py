@@ -213,6 +213,11 @@ class P2P:
                 result = await replicate.Puller(self.node, stream).run()
             finally:
                 await stream.close()
+        except replicate.ForkDetected as exc:
+            # The owner's key signed two histories: an alarm, but not this peer's fault.
+            log.error("ALARM: %s (from peer %s); the rest was synced", exc, peer_id)
+            self.last_result[peer_id] = {"ok": False, "fork": str(exc), "at": time.time()}
+            return True
         except replicate.PeerViolation as exc:
             log.error("peer %s violated the protocol: %s; disconnecting", peer_id, exc)
             self.last_result[peer_id] = {"ok": False, "error": str(exc), "at": time.time()}

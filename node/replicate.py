@@ -41,6 +41,10 @@ from .items import check_fits, known_blocks
 logger = logging.getLogger("amanah.sync")
 
 IN_FLIGHT = 16  # block requests outstanding per session
+IDLE = 120  # seconds a server waits for the next request
+ANSWER_TIMEOUT = 60  # seconds a puller waits for an answer
+MAX_LOG_ROUND = 200_000  # entries fetched and verified in memory per round (~60 MB at most)
+HAVE_PER_MESSAGE = 500
 BLOCK_BATCH_BYTES = 16 << 20
 
 
@@ -54,6 +58,13 @@ class Stream(Protocol):
 
 class PeerViolation(Exception):
     """A peer sent something that breaks the protocol or fails verification."""
+
+
+class ForkDetected(PeerViolation):
+    """The owner signed two different entries at one position: kept as evidence, an alarm.
+
+    Not the peer's fault (the owner's key was used twice, e.g. a restored identity appending
+    before it synced): the peer is not disconnected for it."""
 
 
 class _Fork(Exception):
@@ -123,7 +134,15 @@ class Server:
                         size += len(raw)
                 return [msg.encode("entries", col=col, entries=entries, **{"from": start})]
             if t == "records?":
-                records = [self._record(txn, i) for i in request["ids"]]
+                # Answer a prefix that fits the response cap; the puller asks again for the rest.
+                records: list[bytes | None] = []
+                size = 0
+                for i in request["ids"]:
+                    raw = self._record(txn, i)
+                    size += len(raw or b"") + 8
+                    if records and size > msg.MAX_RECORDS_RESPONSE - 4096:
+                        break
+                    records.append(raw)
                 return [msg.encode("records", records=records)]
             if t == "block?":
                 data = self._block(txn, request["item"], request["id"])
@@ -138,6 +157,12 @@ class Server:
         return bytes(raw) if raw is not None else None
 
     def _block(self, txn: lmdb.Transaction, item_id: bytes, block_id: bytes) -> bytes | None:
+        # Re-checked on every request: a grant revoked or an item redacted mid-session stops it.
+        if txn.get(item_id, db=self.node.store.db["redacted"]) is not None:
+            return None
+        where = txn.get(item_id, db=self.node.store.db["items"])
+        if where is None or self._state(txn, bytes(where[:-8])) is None:
+            return None
         allowed = self._allowed_items.get(item_id)
         if allowed is None:
             raw = self._record(txn, item_id)
@@ -169,10 +194,18 @@ def _manifest_len(record: item_mod.ItemRecord, manifest_id: bytes) -> int:
 
 
 async def serve(node: Node, stream: Stream, peer_key: bytes) -> None:
-    """Answer requests on `stream` until the peer closes it."""
+    """Answer requests on `stream` until the peer closes it, or is silent for IDLE seconds.
+
+    Store work runs in a worker thread, so a slow answer never stops the network loop from
+    reading other streams (yamux resets a stream its receiver leaves unread for 5 s).
+    """
     server = Server(node, peer_key)
     while True:
-        frame = await stream.recv(msg.MAX_REQUEST)
+        with trio.move_on_after(IDLE) as idle:
+            frame = await stream.recv(msg.MAX_REQUEST)
+        if idle.cancelled_caught:
+            logger.info("peer %s idle for %d s: closing its sync stream", stream.peer_id, IDLE)
+            return
         if not frame:
             return
         try:
@@ -181,7 +214,7 @@ async def serve(node: Node, stream: Stream, peer_key: bytes) -> None:
             logger.warning("peer %s sent a bad request: %s", stream.peer_id, exc)
             await stream.send(msg.encode("error", msg="bad request"))
             return
-        for response in server.answer(request):
+        for response in await trio.to_thread.run_sync(server.answer, request):
             await stream.send(response)
 
 
@@ -207,9 +240,16 @@ class Puller:
         self.mirror = node.config.role == "mirror"
         self.result = PullResult(stream.peer_id)
 
+    async def _recv(self, max_size: int) -> bytes:
+        with trio.move_on_after(ANSWER_TIMEOUT) as late:
+            frame = await self.stream.recv(max_size)
+        if late.cancelled_caught:
+            raise PeerViolation(f"no answer within {ANSWER_TIMEOUT} s")
+        return frame
+
     async def _ask(self, request: bytes, expect: str, max_size: int) -> dict:
         await self.stream.send(request)
-        frame = await self.stream.recv(max_size)
+        frame = await self._recv(max_size)
         if not frame:
             raise PeerViolation("the peer closed the stream")
         try:
@@ -225,42 +265,100 @@ class Puller:
         for col, length, head, complete in heads:
             if wanted is not None and col not in wanted:
                 continue
-            await self.collection(col, length, head)
-            with self.node.store.write() as txn:
-                status.record(self.node, txn, col, peer_key, length, head, complete)
-                state = self.node.archive.state(txn, col)
-                if state is not None:
-                    done.append(
-                        [col, state.length, state.head, status.is_complete(self.node, txn, state)]
-                    )
-        if done:  # tell the peer what we now hold, for its status and copy count
-            await self._ask(msg.encode("have", cols=done), "ok", 1024)
+            try:
+                await self.collection(col, length, head)
+            except ForkDetected:
+                continue  # evidence kept and reported; go on with the other collections
+            mine = await trio.to_thread.run_sync(
+                self._record_heads, col, peer_key, length, head, complete
+            )
+            if mine is not None:
+                done.append(mine)
+        # tell the peer what we now hold, for its status and copy count (in bounded messages)
+        for i in range(0, len(done), HAVE_PER_MESSAGE):
+            await self._ask(msg.encode("have", cols=done[i : i + HAVE_PER_MESSAGE]), "ok", 1024)
+        if self.result.forks:
+            raise ForkDetected("; ".join(self.result.forks))
         return self.result
+
+    def _record_heads(
+        self, col: bytes, peer_key: bytes, length: int, head: bytes, complete: bool
+    ) -> list | None:
+        with self.node.store.write() as txn:
+            status.record(self.node, txn, col, peer_key, length, head, complete)
+            state = self.node.archive.state(txn, col)
+            if state is None:
+                return None
+            return [col, state.length, state.head, status.is_complete(self.node, txn, state)]
 
     async def collection(self, col: bytes, length: int, head: bytes) -> None:
         with self.node.store.read() as txn:
             state = self.node.archive.state(txn, col)
             ours = state.length if state else 0
             if state and ours >= length:
-                entry = self.node.archive.entry(txn, col, length - 1)
-                if entry.id != head:
-                    self._fork(col, length - 1, "the peer's head differs from our entry there")
-                    return
+                if self.node.archive.entry(txn, col, length - 1).id != head:
+                    await self._find_fork(col, length)
                 if self.node.archive.complete_at(txn, col) == ours:
                     return  # in sync and complete: nothing to scan, nothing to fetch
-        if ours < length:
-            await self._pull_log(col, ours, length)
+        while ours < length:
+            end = min(length, ours + MAX_LOG_ROUND)
+            await self._pull_log(col, ours, end)
+            ours = end
         await self._pull_records(col)
         await self._pull_blocks(col)
         self.result.collections += 1
+        await trio.to_thread.run_sync(self._mark_if_complete, col)
+
+    def _mark_if_complete(self, col: bytes) -> None:
         with self.node.store.write() as txn:
             state = self.node.archive.require(txn, col)
             if status.is_complete(self.node, txn, state):
                 self.node.archive.mark_complete(txn, col, state.length)
 
+    async def _peer_entry(self, col: bytes, seq: int) -> Entry:
+        reply = await self._ask(
+            msg.encode("log?", col=col, limit=1, **{"from": seq}),
+            "entries",
+            msg.MAX_ENTRIES_RESPONSE,
+        )
+        if reply["col"] != col or reply["from"] != seq or len(reply["entries"]) != 1:
+            raise PeerViolation("the log range answered is not the one asked for")
+        try:
+            return log.parse_entry(reply["entries"][0])
+        except FormatError as exc:
+            raise PeerViolation(f"invalid log entry at {seq}: {exc}") from None
+
+    async def _find_fork(self, col: bytes, upto: int) -> None:
+        """Our log and the peer's differ below `upto`: find the first position where they do,
+        keep the peer's owner-signed entry there as evidence, and raise ForkDetected."""
+
+        def ours_at(seq: int) -> bytes:
+            with self.node.store.read() as txn:
+                return self.node.archive.entry(txn, col, seq).id
+
+        hi = upto - 1  # known to differ (or assumed so: the caller saw it)
+        step = 1
+        lo = 0  # genesis is the collection id itself: equal on both sides
+        while hi - step > 0:
+            probe = hi - step
+            if (await self._peer_entry(col, probe)).id == ours_at(probe):
+                lo = probe
+                break
+            hi = probe
+            step *= 2
+        while hi - lo > 1:  # lo equal, hi different: bisect to the first difference
+            mid = (lo + hi) // 2
+            if (await self._peer_entry(col, mid)).id == ours_at(mid):
+                lo = mid
+            else:
+                hi = mid
+        theirs = await self._peer_entry(col, hi)
+        await trio.to_thread.run_sync(self._keep_fork, col, theirs)
+        raise ForkDetected(self.result.forks[-1] if self.result.forks else "fork")
+
     def _fork(self, col: bytes, seq: int, why: str) -> None:
-        text = f"{ids.to_text('col', col)} at position {seq}: {why}"
-        logger.error("FORK from peer %s in %s", self.stream.peer_id, text)
+        text = f"fork in {ids.to_text('col', col)} at position {seq}: {why}"
+        logger.error("ALARM %s (seen from peer %s)", text, self.stream.peer_id)
         self.result.forks.append(text)
 
     async def _pull_log(self, col: bytes, start: int, length: int) -> None:
@@ -282,14 +380,13 @@ class Puller:
                 except FormatError as exc:
                     raise PeerViolation(f"invalid log entry at {position}: {exc}") from None
                 position += 1
-        self._store_entries(col, start, entries[: length - start])
+        await self._store_entries(col, start, entries[: length - start])
 
-    def _store_entries(self, col: bytes, start: int, entries: list[Entry]) -> None:
+    async def _store_entries(self, col: bytes, start: int, entries: list[Entry]) -> None:
         try:
-            self._store_entries_txn(col, start, entries)
-        except _Fork as fork:
-            self._keep_fork(col, fork.entry)
-            raise PeerViolation("fork: the peer's entry does not follow our head") from None
+            await trio.to_thread.run_sync(self._store_entries_txn, col, start, entries)
+        except _Fork:
+            await self._find_fork(col, start + 1)
 
     def _store_entries_txn(self, col: bytes, start: int, entries: list[Entry]) -> None:
         archive = self.node.archive
@@ -330,7 +427,9 @@ class Puller:
             try:
                 log.verify_entry(entry, state.owner)
             except FormatError:
-                return  # not signed by the owner: plain garbage, not a fork
+                raise PeerViolation(
+                    f"the peer's entry at position {entry.seq} is not signed by the owner"
+                ) from None
             self._fork(col, entry.seq, "two different owner-signed entries")
             key = col + entry.seq.to_bytes(8, "big") + entry.id
             txn.put(key, entry.raw, db=self.node.store.db["forks"])
@@ -339,10 +438,20 @@ class Puller:
         db = self.node.store.db
         b = entry.body
         if entry.type == "item":
-            if not txn.put(
-                b["item"], col + entry.seq.to_bytes(8, "big"), db=db["items"], overwrite=False
-            ):
+            where = txn.get(b["item"], db=db["items"])
+            if where is None:
+                txn.put(b["item"], col + entry.seq.to_bytes(8, "big"), db=db["items"])
+            elif bytes(where[:-8]) == col:
                 raise FormatError("the same item is added twice")
+            else:
+                # Another collection's log lists this item id too. Only the collection its record
+                # names is its home; the index is re-pointed when the record arrives. An owner
+                # listing a foreign item must not stop that item's collection from replicating.
+                logger.warning(
+                    "%s lists item %s of another collection",
+                    ids.to_text("col", col),
+                    ids.to_text("itm", b["item"]),
+                )
         elif entry.type == "redact":
             where = txn.get(b["item"], db=db["items"])
             if where is None or bytes(where[:-8]) != col:
@@ -358,59 +467,100 @@ class Puller:
                 release_refs(self.node, txn, doomed)
 
     async def _pull_records(self, col: bytes) -> None:
-        missing = self._missing_records(col)
-        for i in range(0, len(missing), msg.RECORDS_PER_REQUEST):
-            batch = missing[i : i + msg.RECORDS_PER_REQUEST]
+        missing = await trio.to_thread.run_sync(self._missing_records, col)
+        while missing:
+            batch = missing[: msg.RECORDS_PER_REQUEST]
             reply = await self._ask(
-                msg.encode("records?", ids=batch), "records", msg.MAX_RECORDS_RESPONSE
+                msg.encode("records?", ids=[i for i, _ in batch]),
+                "records",
+                msg.MAX_RECORDS_RESPONSE,
             )
-            if len(reply["records"]) != len(batch):
+            answered = reply["records"]
+            if not answered or len(answered) > len(batch):
                 raise PeerViolation("records answered do not match those asked for")
-            db = self.node.store.db
-            with self.node.store.write() as txn:
-                state = self.node.archive.require(txn, col)
-                for item_id, raw in zip(batch, reply["records"], strict=True):
-                    if raw is None:
-                        continue  # the peer lacks it; another holder may have it
-                    if ids.sha256_id(raw) != item_id:
-                        raise PeerViolation(f"record does not match {ids.to_text('itm', item_id)}")
-                    try:
-                        record = item_mod.parse_record(raw)
-                    except FormatError as exc:
-                        raise PeerViolation(f"invalid record: {exc}") from None
-                    try:
-                        check_fits(record, state)
-                    except DamagedError as exc:
-                        raise PeerViolation(f"record refused: {exc}") from None
-                    if txn.get(item_id, db=db["redacted"]) is not None:
-                        continue
-                    txn.put(item_id, raw, db=db["records"])
-                    add_refs(
-                        txn, db["refs"], list(record.inline_blocks() or []) + record.manifest_ids()
-                    )
-                    self.result.records += 1
+            # A prefix may come back (the response cap); the rest is asked for next.
+            await trio.to_thread.run_sync(
+                self._store_records, col, batch[: len(answered)], answered
+            )
+            missing = missing[len(answered) :]
 
-    def _missing_records(self, col: bytes) -> list[bytes]:
+    def _store_records(
+        self, col: bytes, batch: list[tuple[bytes, int]], answered: list[bytes | None]
+    ) -> None:
+        db = self.node.store.db
+        with self.node.store.write() as txn:
+            state = self.node.archive.require(txn, col)
+            for (item_id, seq), raw in zip(batch, answered, strict=True):
+                if raw is None:
+                    continue  # the peer lacks it; another holder may have it
+                if ids.sha256_id(raw) != item_id:
+                    raise PeerViolation(f"record does not match {ids.to_text('itm', item_id)}")
+                try:
+                    record = item_mod.parse_record(raw)
+                except FormatError as exc:
+                    raise PeerViolation(f"invalid record: {exc}") from None
+                if record.collection != col:
+                    continue  # this log lists another collection's item: not ours to keep here
+                try:
+                    check_fits(record, state)
+                except DamagedError as exc:
+                    raise PeerViolation(f"record refused: {exc}") from None
+                if txn.get(item_id, db=db["redacted"]) is not None:
+                    continue
+                txn.put(item_id, col + seq.to_bytes(8, "big"), db=db["items"])  # its true home
+                txn.put(item_id, raw, db=db["records"])
+                refs = list(record.inline_blocks() or []) + record.manifest_ids()
+                for m in record.manifest_ids():  # manifests already here name content blocks too
+                    refs.extend(self._manifest_content(txn, record, m) or [])
+                add_refs(txn, db["refs"], refs)
+                self.result.records += 1
+
+    def _manifest_content(
+        self, txn: lmdb.Transaction, record: item_mod.ItemRecord, m: bytes
+    ) -> list[bytes] | None:
+        data = self.node.blobs.get(txn, m)
+        if data is None or ids.sha256_id(data) != m:
+            return None
+        try:
+            return item_mod.decode_manifest(bytes(data), _manifest_len(record, m))
+        except FormatError:
+            return None
+
+    def _missing_records(self, col: bytes) -> list[tuple[bytes, int]]:
         db = self.node.store.db
         out = []
         with self.node.store.read() as txn:
-            for _, raw in self.node.archive.raw_entries(txn, col, 1):
+            for seq, raw in self.node.archive.raw_entries(txn, col, 1):
                 body = log.parse_entry(bytes(raw)).body
                 if body["type"] != "item":
                     continue
                 i = body["item"]
                 if txn.get(i, db=db["records"]) is None and txn.get(i, db=db["redacted"]) is None:
-                    out.append(i)
+                    out.append((i, seq))
         return out
 
     async def _pull_blocks(self, col: bytes) -> None:
-        wanted = self._missing_blocks(col)
-        # Manifest blocks first: they name the rest.
-        manifests = [(i, b) for i, b, is_manifest in wanted if is_manifest]
-        await self._fetch(manifests)
-        if manifests:
-            wanted = self._missing_blocks(col)
+        wanted = await trio.to_thread.run_sync(self._missing_blocks, col)
+        # Manifest blocks first: they name the rest. Every item listing a manifest counts
+        # references to the content blocks it names once that manifest is here.
+        pairs = [(i, b) for i, b, is_manifest in wanted if is_manifest]
+        unique = list({b: (i, b) for i, b in pairs}.values())
+        await self._fetch(unique)
+        if pairs:
+            await trio.to_thread.run_sync(self._count_manifest_refs, pairs)
+            wanted = await trio.to_thread.run_sync(self._missing_blocks, col)
         await self._fetch([(i, b) for i, b, is_manifest in wanted if not is_manifest])
+
+    def _count_manifest_refs(self, pairs: list[tuple[bytes, bytes]]) -> None:
+        db = self.node.store.db
+        with self.node.store.write() as txn:
+            for item_id, m in pairs:
+                raw = txn.get(item_id, db=db["records"])
+                if raw is None:
+                    continue
+                content = self._manifest_content(txn, item_mod.parse_record(bytes(raw)), m)
+                if content:
+                    add_refs(txn, db["refs"], content)
 
     def _missing_blocks(self, col: bytes) -> list[tuple[bytes, bytes, bool]]:
         db = self.node.store.db
@@ -432,9 +582,7 @@ class Puller:
                     for m in record.manifest_ids():
                         data = self.node.blobs.get(txn, m)
                         if data is None:
-                            if m not in seen:
-                                out.append((item_id, m, True))
-                                seen.add(m)
+                            out.append((item_id, m, True))  # every pair: refs count per item
                             blocks = None
                             continue
                         if blocks is not None:
@@ -459,7 +607,7 @@ class Puller:
             pending.append(block_id)
             sent += 1
         while pending:
-            frame = await self.stream.recv(msg.MAX_BLOCK_RESPONSE)
+            frame = await self._recv(msg.MAX_BLOCK_RESPONSE)
             if not frame:
                 raise PeerViolation("the peer closed the stream")
             try:

@@ -66,11 +66,12 @@ async def test_trusted_peers_exchange_frames_both_ways():
     assert a.addrs() == [] and a.connected() == []
 
 
-@trio_test()
-async def test_peer_id_is_derived_from_the_seed():
-    seed = bytes(range(32))
-    a, b = node(seed=seed), node(seed=seed)
-    assert a.peer_id == b.peer_id
+def test_peer_id_is_the_node_identity_peer_id():
+    from amanah.node.identity import Identity
+
+    identity = Identity.generate()
+    a, b = node(seed=identity.seed), node(seed=identity.seed)
+    assert a.peer_id == b.peer_id == identity.peer_id
     assert a.peer_id != node().peer_id
     assert a.peer_id.startswith("12D3KooW")
 

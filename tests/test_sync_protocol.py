@@ -230,26 +230,8 @@ def _fork(nodes: Any, tmp_path: Path, backup: identity_mod.Backup, theirs_extra:
 @pytest.mark.parametrize(
     "theirs_extra",
     [
-        pytest.param(
-            0,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="SPEC Appendix C.8: when the peer's log is not longer than ours, a "
-                "differing head is only reported (Puller.collection): no PeerViolation, "
-                "no evidence kept",
-            ),
-            id="same-length",
-        ),
-        pytest.param(
-            1,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="SPEC Appendix C.8: the puller keeps the peer's entry at its own length "
-                "(L+1) as evidence, not the conflicting entry at the position where the logs "
-                "differ (L)",
-            ),
-            id="peer-longer",
-        ),
+        pytest.param(0, id="same-length"),
+        pytest.param(1, id="peer-longer"),
     ],
 )
 def test_fork_is_refused_kept_as_evidence_and_reported(nodes, tmp_path, owner_backup, theirs_extra):
@@ -554,12 +536,6 @@ def test_cut_transfer_resumes_without_refetching_stored_blocks(nodes, tmp_path, 
 # --- divergences listed in SPEC.md Appendix C -----------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SPEC Appendix C.16: the item index is global, so an item entry of one collection "
-    "naming another collection's item id makes the puller refuse that other collection's log "
-    "for ever (replicate.Puller._side_effects: 'the same item is added twice')",
-)
 def test_a_log_naming_anothers_item_does_not_block_that_collection(nodes, tmp_path):
     a, b = nodes("a"), nodes("b")
     trust(a, b)
@@ -585,12 +561,6 @@ def _big_metadata() -> dict:
     return {"title_en": "t" * 300, "description_ar": "\u0628" * 16_100}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SPEC Appendix C.10: a records answer is not bounded by MAX_RECORDS_RESPONSE; 256 "
-    "records of ~32 KiB (large metadata) exceed it and the collection can never be pulled "
-    "(replicate.Server.answer records?, Puller._pull_records)",
-)
 def test_records_answer_fits_its_cap(nodes, tmp_path):
     a, b = nodes("a"), nodes("b")
     trust(a, b)
@@ -641,12 +611,6 @@ def test_have_fits_the_request_cap_with_many_collections(nodes, monkeypatch):
     assert error is None, error
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SPEC Appendix C.15: a puller counts references only to the ids a record lists, not to "
-    "the blocks its manifests list (replicate.Puller._pull_records), so redacting one large item "
-    "deletes blocks another live item still uses",
-)
 def test_redaction_received_keeps_blocks_other_items_use(nodes, tmp_path, monkeypatch):
     # Items of more than 2 blocks list manifests of 3 ids (instead of 256 and 1,024): manifests
     # without 257 MiB files, as in test_node_ingest.py.

@@ -176,15 +176,15 @@ class BatchingSession(SecureSession):
             cipher = self._cipher
             pos, size = 0, len(cipher)
             out = []
-            while size - pos >= _NOISE_LEN:
-                length = (cipher[pos] << 8) | cipher[pos + 1]
-                end = pos + _NOISE_LEN + length
-                if end > size:
-                    break
-                plain = self._decrypt(bytes(cipher[pos + _NOISE_LEN : end]))
-                if plain:  # an empty message carries no bytes: skip it
-                    out.append(plain)
-                pos = end
+            with memoryview(cipher) as view:  # released before the buffer is resized below
+                while size - pos >= _NOISE_LEN:
+                    end = pos + _NOISE_LEN + ((cipher[pos] << 8) | cipher[pos + 1])
+                    if end > size:
+                        break
+                    plain = self._decrypt(bytes(view[pos + _NOISE_LEN : end]))
+                    if plain:  # an empty message carries no bytes: skip it
+                        out.append(plain)
+                    pos = end
             if pos:
                 del cipher[:pos]
             if out:

@@ -33,12 +33,14 @@ from .fastio import batching_session
 log = logging.getLogger("amanah.net")
 
 
-def check_trust(is_trusted: Callable[[str], bool], peer_id: str) -> bool:
+def check_trust(
+    is_trusted: Callable[[str], bool], peer_id: str, logger: logging.Logger = log
+) -> bool:
     """Ask the allow-list; an error in it means "no"."""
     try:
         return bool(is_trusted(peer_id))
     except Exception:
-        log.exception("allow-list check failed for peer %s: refusing it", peer_id)
+        logger.exception("allow-list check failed for peer %s: refusing it", peer_id)
         return False
 
 
@@ -46,13 +48,19 @@ class TrustedNoise(NoiseTransport):
     """Noise XX that refuses peers the allow-list does not trust, and optionally batches I/O."""
 
     def __init__(
-        self, key_pair: KeyPair, is_trusted: Callable[[str], bool], *, batching: bool
+        self,
+        key_pair: KeyPair,
+        is_trusted: Callable[[str], bool],
+        *,
+        batching: bool,
+        logger: logging.Logger = log,
     ) -> None:
         # The Noise static key only secures this run's handshakes (the identity key signs it):
         # a fresh one per host is what libp2p does by default too.
         super().__init__(key_pair, noise_privkey=create_x25519_key_pair().private_key)
         self._is_trusted = is_trusted
         self._batching = batching
+        self._log = logger
 
     async def secure_inbound(self, conn: IRawConnection) -> ISecureConn:
         return await self._admit(await super().secure_inbound(conn), "from")
@@ -62,8 +70,8 @@ class TrustedNoise(NoiseTransport):
 
     async def _admit(self, secured: ISecureConn, direction: str) -> ISecureConn:
         remote = secured.get_remote_peer().to_base58()
-        if not check_trust(self._is_trusted, remote):
-            log.warning("refused connection %s untrusted peer %s", direction, remote)
+        if not check_trust(self._is_trusted, remote, self._log):
+            self._log.warning("refused connection %s untrusted peer %s", direction, remote)
             try:
                 await secured.close()
             except Exception:  # already gone: refused all the same

@@ -57,9 +57,20 @@ class Network:
 
     `seed` is the node's 32-byte Ed25519 seed: the libp2p peer id is derived from it, so it is
     the same id as the node's identity. `listen` is a list of TCP multiaddrs (port 0 picks a
-    free port). `is_trusted(peer_id)` is asked on every connection and every inbound stream.
+    free port).
+
+    `is_trusted(peer_id)` is asked on every connection, every inbound stream and every `open`;
+    it runs on the trio thread, so it must be quick, never block, and be safe to call while
+    another thread changes the allow-list (reading a set or frozenset that is replaced whole is).
+    An exception from it counts as "not trusted".
+
     `fast_io` turns on the measured throughput levers of fastio.py (wire-compatible with stock
-    peers); turn it off to run the stock libp2p code paths.
+    peers); turn it off to run the stock libp2p code paths. `max_frame` caps the frames our
+    streams send; `dial_timeout` bounds each address tried by `open`. `logger` (default
+    "amanah.net") gets refusals as warnings.
+
+    A handler must keep reading its stream: yamux resets a stream whose sender has waited 5 s
+    for window (trap 6), so slow work belongs after the read loop or in another task.
     """
 
     def __init__(
@@ -142,7 +153,7 @@ class Network:
         UntrustedPeer, DialError or StreamRefused.
         """
         host = self._running()
-        if not check_trust(self._is_trusted, peer_id):
+        if not check_trust(self._is_trusted, peer_id, self.log):
             raise UntrustedPeer(f"peer {peer_id} is not trusted")
         pid = _peer(peer_id)
         if not self._conns(pid):
@@ -176,7 +187,7 @@ class Network:
         Call it after removing peers from the allow-list: streams they open are refused anyway,
         this also ends the streams already open.
         """
-        dropped = [p for p in self.connected() if not check_trust(self._is_trusted, p)]
+        dropped = [p for p in self.connected() if not check_trust(self._is_trusted, p, self.log)]
         for p in dropped:
             self.log.warning("disconnecting peer %s: no longer trusted", p)
             await self.disconnect(p)
@@ -194,7 +205,11 @@ class Network:
         host = new_host(
             key_pair=kp,
             # Explicit, or libp2p also offers TLS, secio and *plaintext* (trap 1).
-            sec_opt={NOISE_PROTOCOL_ID: TrustedNoise(kp, self._is_trusted, batching=self.fast_io)},
+            sec_opt={
+                NOISE_PROTOCOL_ID: TrustedNoise(
+                    kp, self._is_trusted, batching=self.fast_io, logger=self.log
+                )
+            },
             muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
             # Explicit, so no transport is derived from the listen addresses (QUIC, ws, ...).
             transports=[BufferedTCP() if self.fast_io else TCP()],
@@ -242,7 +257,7 @@ class Network:
     async def _admit(self, stream: INetStream, protocol: str) -> bool:
         """The second gate: is the peer on this stream still trusted? If not, cut it off."""
         remote = stream.muxed_conn.peer_id.to_base58()
-        if check_trust(self._is_trusted, remote):
+        if check_trust(self._is_trusted, remote, self.log):
             return True
         self.log.warning(
             "refused %s stream from untrusted peer %s: disconnecting", protocol, remote

@@ -1,0 +1,326 @@
+"""Pins on libp2p 0.8.1 internals that node/net relies on, and the fast I/O path's correctness.
+
+If libp2p is upgraded, these fail first and say which workaround to revisit: compat.py and
+fastio.py name every private attribute used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+
+import pytest
+import trio
+from amanah.node.net import FramedStream, NetError
+
+from .netutil import node, serving, trio_test, trust_each_other
+
+PROTO = "/amanah/test/1"
+
+
+def secured_conn(net, peer_id: str):
+    from libp2p.peer.id import ID
+
+    [conn] = net._host.get_network().connections[ID.from_base58(peer_id)]
+    return conn.muxed_conn.secured_conn
+
+
+def test_libp2p_is_the_pinned_version():
+    from amanah.node.net import compat
+
+    assert compat.INSTALLED_VERSION == compat.LIBP2P_VERSION == "0.8.1"
+
+
+def test_process_wide_fixes_are_applied():
+    import libp2p.network.swarm
+    from amanah.node.net import compat  # noqa: F401
+
+    assert libp2p.network.swarm._HAPPY_EYEBALLS_DELAY == 0  # trap 4
+    lg = logging.getLogger("libp2p")
+    assert lg.propagate and not lg.handlers  # trap 8
+    assert logging.getLogger("libp2p.network.auto_connector").level == logging.NOTSET
+
+
+def test_libp2p_warnings_reach_the_node_logging(caplog):
+    from amanah.node.net import compat  # noqa: F401
+
+    caplog.set_level(logging.WARNING)
+    logging.getLogger("libp2p.network.swarm").warning("routed")
+    assert any(r.name == "libp2p.network.swarm" and r.message == "routed" for r in caplog.records)
+
+
+def test_yamux_batching_is_process_wide_and_an_explicit_setting_wins(monkeypatch):
+    monkeypatch.delenv("PY_YAMUX_RELEASE_ON_READ", raising=False)
+    node(fast_io=False)
+    assert "PY_YAMUX_RELEASE_ON_READ" not in os.environ
+    node()
+    assert os.environ["PY_YAMUX_RELEASE_ON_READ"] == "0"
+    monkeypatch.setenv("PY_YAMUX_RELEASE_ON_READ", "1")
+    node()
+    assert os.environ["PY_YAMUX_RELEASE_ON_READ"] == "1"
+    from libp2p.stream_muxer.yamux import yamux
+
+    assert yamux._yamux_release_on_read() is True  # read on every call, not at import
+    monkeypatch.setenv("PY_YAMUX_RELEASE_ON_READ", "0")
+    assert yamux._yamux_release_on_read() is False
+
+
+def test_stock_noise_session_has_the_attributes_batching_uses():
+    """fastio.BatchingSession reads these undocumented attributes of the stock session."""
+    import inspect
+
+    from libp2p.security.noise import io, patterns
+    from libp2p.security.secure_session import SecureSession
+
+    assert io.MAX_PLAINTEXT_LENGTH == 65535 - 16
+    src = inspect.getsource(patterns.PatternXX)
+    assert "NoiseTransportReadWriter(conn, noise_state)" in src
+    assert "conn=transport_read_writer" in src
+    assert "self.read_writer = NoisePacketReadWriter(" in inspect.getsource(
+        io.BaseNoiseMsgReadWriter
+    )
+    assert {"local_peer", "remote_peer", "is_initiator"} <= set(
+        inspect.signature(SecureSession.__init__).parameters
+    )
+
+
+def test_batching_session_falls_back_to_stock_for_anything_else():
+    from amanah.node.net.fastio import batching_session
+
+    class Other:
+        conn = object()
+
+    other = Other()
+    assert batching_session(other) is other
+
+
+@trio_test()
+async def test_host_offers_noise_yamux_tcp_only_and_uses_the_fast_path():
+    from amanah.node.net.fastio import BatchingSession, BufferedReader, BufferedTCP
+    from libp2p.security.secure_session import SecureSession
+
+    fast, stock = node(), node(fast_io=False)
+    trust_each_other(fast, stock)
+    stock.handle(PROTO, lambda s: s.close())
+    async with serving(fast, stock) as (_, stock_addrs):
+        for net in (fast, stock):
+            upgrader = net._host.get_network().upgrader
+            assert list(upgrader.security_multistream.transports) == ["/noise"]
+            assert list(upgrader.muxer_multistream.transports) == ["/yamux/1.0.0"]
+            transports = net._host.get_network().transport_manager.get_transports()
+            assert [type(t).__name__ for t in transports] == (
+                ["BufferedTCP"] if net is fast else ["TCP"]
+            )
+        s = await fast.open(stock.peer_id, stock_addrs, PROTO)
+        await s.close()
+        ours, theirs = secured_conn(fast, stock.peer_id), secured_conn(stock, fast.peer_id)
+        assert type(ours) is BatchingSession and type(theirs) is SecureSession
+        assert isinstance(ours._raw.stream, BufferedReader)
+        assert isinstance(
+            fast._host.get_network().transport_manager.get_transports()[0], BufferedTCP
+        )
+
+
+@trio_test()
+async def test_libp2p_own_protocols_are_gated_too():
+    us, them = node(), node()
+    trust_each_other(us, them)
+    async with serving(us, them) as (us_addrs, _):
+        ping = "/ipfs/ping/1.0.0"
+        s = await them.open(us.peer_id, us_addrs, ping)
+        payload = os.urandom(32)
+        await s._stream.write(payload)  # ping echoes 32 raw bytes (no framing)
+        assert await s._stream.read(32) == payload
+        us.allow.discard(them.peer_id)
+        with pytest.raises(NetError):
+            s = await them.open(us.peer_id, [], ping)
+            await s._stream.write(payload)
+            if not await s._stream.read(32):
+                raise NetError("ended")
+
+
+async def exchange(a, b, a_addrs_of_b: list[str], streams: int, per_stream: int) -> None:
+    """Full duplex on `streams` streams: each side sends random frames, the other hashes them."""
+
+    async def hasher(stream: FramedStream) -> None:
+        h = hashlib.sha256()
+        while frame := await stream.recv(1 << 20):
+            h.update(frame)
+        await stream.send(h.digest())
+
+    b.handle(PROTO, hasher)
+
+    async def one(i: int) -> None:
+        rng = random.Random(i)
+        want = hashlib.sha256()
+        async with await a.open(b.peer_id, a_addrs_of_b, PROTO) as s:
+            sent = 0
+            while sent < per_stream:
+                frame = rng.randbytes(rng.choice((1, 17, 4096, 65_519, 65_536, 200_000, 1 << 20)))
+                await s.send(frame)
+                want.update(frame)
+                sent += len(frame)
+            await s.close_write()
+            assert await s.recv(32) == want.digest()
+
+    async with trio.open_nursery() as nursery:
+        for i in range(streams):
+            nursery.start_soon(one, i)
+
+
+@pytest.mark.parametrize("fast_a,fast_b", [(True, False), (False, True), (True, True)])
+@trio_test(timeout=60)
+async def test_fast_and_stock_peers_interoperate_both_ways(fast_a, fast_b):
+    a, b = node(fast_io=fast_a), node(fast_io=fast_b)
+    trust_each_other(a, b)
+    async with serving(a, b) as (a_addrs, b_addrs):
+        async with trio.open_nursery() as nursery:  # both directions at once
+            nursery.start_soon(exchange, a, b, b_addrs, 4, 3 << 20)
+            nursery.start_soon(exchange, b, a, a_addrs, 4, 3 << 20)
+
+
+class FakeRaw:
+    """A raw connection that serves scripted chunks (at most `n` bytes of each per read)."""
+
+    def __init__(self, chunks: list[bytes] = ()) -> None:
+        self.chunks = list(chunks)
+        self.written: list[bytes] = []
+        self.reads = 0
+
+    async def read(self, n: int | None = None) -> bytes:
+        self.reads += 1
+        if not self.chunks:
+            return b""
+        chunk = self.chunks.pop(0)
+        if n is not None and len(chunk) > n:
+            self.chunks.insert(0, chunk[n:])
+            chunk = chunk[:n]
+        return chunk
+
+    async def write(self, data: bytes) -> None:
+        self.written.append(bytes(data))
+
+    async def close(self) -> None:
+        pass
+
+    def get_remote_address(self):
+        return ("127.0.0.1", 1)
+
+
+class FakeNoise:
+    """Stands in for the Noise cipher state: a 16-byte tag, like ChaCha20-Poly1305's."""
+
+    def encrypt(self, data: bytes) -> bytes:
+        assert isinstance(data, bytes) and len(data) <= 65535 - 16
+        return data[::-1] + b"T" * 16
+
+    def decrypt(self, data: bytes) -> bytes:
+        assert isinstance(data, bytes) and data.endswith(b"T" * 16)
+        return data[:-16][::-1]
+
+
+def fake_session(raw: FakeRaw):
+    from types import SimpleNamespace
+
+    from amanah.node.net.fastio import BatchingSession
+    from libp2p.security.secure_session import SecureSession
+
+    conn = SimpleNamespace(
+        noise_state=FakeNoise(), read_writer=SimpleNamespace(read_write_closer=raw)
+    )
+    stock = SecureSession.__new__(SecureSession)
+    stock.__dict__.update(
+        local_peer=None, local_private_key=None, remote_peer=None,
+        remote_permanent_pubkey=None, is_initiator=True, conn=conn,
+    )  # fmt: skip
+    return BatchingSession(stock)
+
+
+def split_noise(wire: bytes) -> list[bytes]:
+    msgs, pos = [], 0
+    while pos < len(wire):
+        n = int.from_bytes(wire[pos : pos + 2], "big")
+        msgs.append(wire[pos + 2 : pos + 2 + n])
+        pos += 2 + n
+    return msgs
+
+
+@trio_test()
+async def test_batching_session_writes_one_raw_write_of_stock_sized_messages():
+    raw = FakeRaw()
+    session = fake_session(raw)
+    data = os.urandom(200_000)
+    await session.write(data)
+    [wire] = raw.written  # one socket write for the whole yamux frame
+    msgs = split_noise(wire)
+    assert [len(m) for m in msgs] == [
+        65535,
+        65535,
+        65535,
+        200_000 - 3 * 65519 + 16,
+    ]  # as the stock chunking
+    assert b"".join(FakeNoise().decrypt(m) for m in msgs) == data
+    await session.write(b"small")
+    assert split_noise(raw.written[1]) == [FakeNoise().encrypt(b"small")]
+
+
+@pytest.mark.parametrize(
+    "piece,sizes",
+    [(1, (1, 12, 300)), (3, (1, 12, 300)), (65_537, (1, 12, 500, 65_519)), (1 << 20, (65_519,))],
+)
+@trio_test()
+async def test_batching_session_reads_exactly_whatever_the_segmentation(piece, sizes):
+    rng = random.Random(piece)
+    plain = [rng.randbytes(rng.choice(sizes)) for _ in range(40)]
+    wire = b"".join(len(c).to_bytes(2, "big") + c for c in map(FakeNoise().encrypt, plain))
+    wire += (16).to_bytes(2, "big") + b"T" * 16  # an empty message: carries nothing
+    raw = FakeRaw([wire[i : i + piece] for i in range(0, len(wire), piece)])
+    session = fake_session(raw)
+    stream = b"".join(plain)
+    got, pos = [], 0
+    while pos < len(stream):
+        n = rng.choice((None, 2, 12, 1000, 70_000))
+        if n is not None:
+            n = min(n, len(stream) - pos)  # read(n) returns exactly n, or raises
+        chunk = await session.read(n)
+        assert chunk and (n is None or len(chunk) == n)
+        got.append(chunk)
+        pos += len(chunk)
+    assert b"".join(got) == stream
+    from libp2p.io.exceptions import IncompleteReadError
+
+    with pytest.raises(IncompleteReadError) as e:
+        await session.read(12)
+    assert e.value.is_clean_close
+
+
+@trio_test()
+async def test_batching_session_eof_inside_a_read_is_an_unclean_close():
+    from libp2p.io.exceptions import IncompleteReadError
+
+    msg = FakeNoise().encrypt(b"0123456789")
+    raw = FakeRaw([len(msg).to_bytes(2, "big") + msg + b"\x00\x40partial"])
+    session = fake_session(raw)
+    with pytest.raises(IncompleteReadError) as e:
+        await session.read(12)
+    assert e.value.received_bytes == 10 and not e.value.is_clean_close
+
+
+@trio_test()
+async def test_buffered_reader_serves_small_reads_from_one_big_read():
+    from amanah.node.net.fastio import BufferedReader
+
+    data = os.urandom(300_000)
+    raw = FakeRaw([data])
+    reader = BufferedReader(raw, size=256 << 10)
+    assert await reader.read(2) == data[:2]
+    assert await reader.read(12) == data[2:14]
+    assert await reader.read(0) == b""
+    assert raw.reads == 1
+    rest = await reader.read(None)
+    assert rest == data[14 : 256 << 10]
+    assert await reader.read(1 << 20) == data[256 << 10 :]
+    assert await reader.read(10) == b""
+    assert reader.get_remote_address() == ("127.0.0.1", 1)
