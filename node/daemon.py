@@ -158,7 +158,9 @@ class P2P:
             log.warning("peer %s: sync request refused: %s", stream.peer_id, exc)  # type: ignore[attr-defined]
 
     async def _serve_notify(self, stream: object) -> None:
-        frame = await stream.recv(msg.MAX_REQUEST)  # type: ignore[attr-defined]
+        frame = b""
+        with trio.move_on_after(10):  # a notice is one small frame; a silent peer is dropped
+            frame = await stream.recv(msg.MAX_REQUEST)  # type: ignore[attr-defined]
         if not frame:
             return
         try:

@@ -211,6 +211,8 @@ def read_backup(path: Path, passphrase: str | None) -> Backup:
         raise InvalidInput(str(exc)) from None
     if record.get("tag") != BACKUP_TAG:
         raise InvalidInput(f"{path} is not an Amanah identity backup")
+    if record.get("kdf") != "argon2id" or type(record.get("v")) is not int:
+        raise InvalidInput(f"{path} is not a passphrase-protected Amanah identity backup")
     try:
         payload = cbor.decode(_open(record, passphrase, "the backup"), MAX_IDENTITY_FILE)
         if not isinstance(payload, dict) or not isinstance(payload.get("name"), str):

@@ -15,7 +15,7 @@ from amanah.protocol.log import CollectionState
 
 from .errors import DamagedError
 from .home import Node
-from .items import Located, block_ids, load_record, redaction, verified_block
+from .items import Located, block_ids, check_fits, load_record, redaction, verified_block
 
 
 @dataclass
@@ -110,6 +110,9 @@ def verify_collection(node: Node, state: CollectionState, report: Report) -> Rep
                 Damage("log", col, f"entries {expected} to {state.length - 1} are missing")
             )
         for item_id, seq in items:
+            home = txn.get(item_id, db=node.store.db["items"])
+            if home is not None and bytes(home[:-8]) != state.id:
+                continue  # this log lists another collection's item (SPEC 11.6.3): not ours
             if redaction(node, txn, item_id) is None:
                 _verify_item(node, txn, Located(item_id, state.id, seq), report)
     return report
@@ -145,6 +148,7 @@ def _verify_item(node: Node, txn: lmdb.Transaction, located: Located, report: Re
     report.items += 1
     try:
         record = load_record(node, txn, located.id)
+        check_fits(record, node.archive.require(txn, located.collection))
         blocks = block_ids(node, txn, record)
     except DamagedError as exc:
         report.damaged.append(Damage("record", col, str(exc), item=item))

@@ -40,6 +40,9 @@ def decode(frame: bytes, max_size: int, expect: tuple[str, ...]) -> dict:
         if t == "error":
             raise RemoteError(str(msg.get("msg", ""))[:500])
         raise FormatError(f"unexpected message {t!r}")
+    extra = set(msg) - _FIELDS[t]
+    if extra:
+        raise FormatError(f"unknown field(s) in {t!r}: {', '.join(sorted(map(str, extra)))}")
     _CHECKS[t](msg)
     return msg
 
@@ -113,6 +116,8 @@ def _block_req(msg: dict) -> None:
 
 def _block(msg: dict) -> None:
     _id(msg, "id")
+    if "data" not in msg:
+        raise FormatError("a block answer carries data (null when missing)")
     data = msg.get("data")
     if data is not None and (type(data) is not bytes or len(data) > item.MAX_BLOCK_SIZE):
         raise FormatError("a block is at most 1 MiB + 16 bytes, or null")
@@ -125,7 +130,8 @@ def _head_notice(msg: dict) -> None:
 
 
 def _error(msg: dict) -> None:
-    pass
+    if not isinstance(msg.get("msg"), str) or len(msg["msg"]) > 1000:
+        raise FormatError("an error carries a text msg of at most 1,000 characters")
 
 
 def _ok(msg: dict) -> None:
@@ -145,5 +151,20 @@ _CHECKS = {
     "have": _heads,
     "ok": _ok,
     "error": _error,
+}
+# The exact fields of each message: anything else is refused (closed maps, SPEC 11.3).
+_FIELDS = {
+    "heads?": {"t"},
+    "heads": {"t", "cols"},
+    "log?": {"t", "col", "from", "limit"},
+    "entries": {"t", "col", "from", "entries"},
+    "records?": {"t", "ids"},
+    "records": {"t", "records"},
+    "block?": {"t", "item", "id"},
+    "block": {"t", "id", "data"},
+    "head": {"t", "col", "length", "head"},
+    "have": {"t", "cols"},
+    "ok": {"t"},
+    "error": {"t", "msg"},
 }
 REQUESTS = ("heads?", "log?", "records?", "block?", "have")

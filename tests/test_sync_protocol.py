@@ -394,11 +394,6 @@ MALFORMED = [
     pytest.param(b"\xa0" * (msg.MAX_REQUEST + 1), id="oversized"),
     pytest.param(
         msg.encode("log?", col=SOME_ID, limit=1, x=1, **{"from": 0}),
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="SPEC Appendix C.9: message maps are not checked for unknown keys "
-            "(protocol/sync.py checks only that heads? has no other field)",
-        ),
         id="log?-extra-field",
     ),
 ]
