@@ -1,6 +1,10 @@
-"""The node's local HTTP API (aiohttp): JSON, bearer token, 127.0.0.1 by default.
+"""The node's HTTP server (aiohttp): the local API, and on a mirror the public web.
 
-Endpoints (all require `Authorization: Bearer <HOME/http.token>`):
+On a partner node every path requires `Authorization: Bearer <HOME/http.token>` and the server
+listens on 127.0.0.1 by default. On a mirror (config node.role = "mirror") the public web and
+its JSON API (node/web/) answer without a token; the admin endpoints below still require it.
+
+Admin endpoints:
 - GET  /api/v1/health  -> {"status": "ok", "peer_id", "addrs"}
 - GET  /api/v1/status  -> {"peer_id", "connected", "peers": {...last sync...}, "collections": [...]}
 - POST /api/v1/sync    -> start a sync round with every peer (or ?peer=PEER_ID); {"started": [...]}
@@ -8,6 +12,7 @@ Endpoints (all require `Authorization: Bearer <HOME/http.token>`):
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from typing import TYPE_CHECKING
 
@@ -29,10 +34,19 @@ def _authorised(request: web.Request, token: str) -> bool:
     )
 
 
+ADMIN_PATHS = ("/api/v1/health", "/api/v1/status", "/api/v1/sync")
+
+
+def _needs_token(request: web.Request) -> bool:
+    if request.app.get("public"):  # a mirror: only the admin endpoints are private
+        return request.path in ADMIN_PATHS
+    return True
+
+
 @web.middleware
 async def _security(request: web.Request, handler: object) -> web.StreamResponse:
     daemon: Daemon = request.app["daemon"]
-    if not _authorised(request, daemon.token):
+    if _needs_token(request) and not _authorised(request, daemon.token):
         response: web.StreamResponse = web.json_response(
             {"error": "missing or wrong bearer token"}, status=401
         )
@@ -41,7 +55,7 @@ async def _security(request: web.Request, handler: object) -> web.StreamResponse
             response = await handler(request)  # type: ignore[operator]
         except web.HTTPException as exc:
             response = web.json_response({"error": exc.reason}, status=exc.status)
-    response.headers["Cache-Control"] = "no-store"
+    response.headers.setdefault("Cache-Control", "no-store")
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
@@ -68,7 +82,9 @@ def status_doc(daemon: Daemon) -> dict:
 
 
 async def status_handler(request: web.Request) -> web.Response:
-    return web.json_response(status_doc(request.app["daemon"]))
+    # LMDB reads and completeness scans: off the event loop.
+    loop = asyncio.get_running_loop()
+    return web.json_response(await loop.run_in_executor(None, status_doc, request.app["daemon"]))
 
 
 async def sync_handler(request: web.Request) -> web.Response:
@@ -90,6 +106,15 @@ async def start(daemon: Daemon, listen: str) -> tuple[web.AppRunner, str]:
     app.router.add_get("/api/v1/health", health)
     app.router.add_get("/api/v1/status", status_handler)
     app.router.add_post("/api/v1/sync", sync_handler)
+    if daemon.node.config.role == "mirror":
+        from . import web as public_web
+
+        app["public"] = True
+        public_web.mount(app, daemon.node)
+    else:
+        from . import partner_api
+
+        partner_api.mount(app, daemon.node)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     host, _, port = listen.rpartition(":")

@@ -75,10 +75,22 @@ class Archive:
             ) from None
 
     def raw_entries(
-        self, txn: lmdb.Transaction, collection: bytes, start: int = 0
+        self, txn: lmdb.Transaction, collection: bytes, start: int = 0, reverse: bool = False
     ) -> Iterator[tuple[int, bytes]]:
-        """(seq, raw entry) from `start` on, as stored (not verified)."""
+        """(seq, raw entry) from `start` on, as stored (not verified); newest first if `reverse`
+        (a page of the newest items must not walk the whole log)."""
         cursor = txn.cursor(self._db["log"])
+        if reverse:
+            # One step back from the first key past this collection's log (or from the last key).
+            past = cursor.set_range(seq_key(collection, (1 << 64) - 1))
+            if not (cursor.prev() if past else cursor.last()):
+                return
+            for key, value in cursor.iterprev():
+                seq = int.from_bytes(key[-8:], "big")
+                if key[:-8] != collection or seq < start:
+                    return
+                yield seq, value
+            return
         if not cursor.set_range(seq_key(collection, start)):
             return
         for key, value in cursor:

@@ -6,6 +6,7 @@ Layout (all private to the operator: directories 0700, files 0600)::
     HOME/identity        the Ed25519 seed, sealed under the passphrase
     HOME/store/          the LMDB environment (data.mdb, lock.mdb)
     HOME/run/            lock files of ingests in progress
+    HOME/uploads/        HTTP uploads in progress, encrypted (node/partner_api.py)
 """
 
 from __future__ import annotations

@@ -69,6 +69,9 @@ class Source:
     path: Path  # what to open
     name: str  # recorded as the original's file name (relative path inside an added folder)
     size: int
+    # Opens the content instead of `path`: an HTTP upload is spooled encrypted and read back
+    # through a decrypting reader (node/partner_api.py).
+    opener: Callable[[], BinaryIO] | None = None
 
 
 def gather(paths: Iterable[Path]) -> list[Source]:
@@ -108,6 +111,21 @@ def gather(paths: Iterable[Path]) -> list[Source]:
         if s.size > MAX_FILE:
             raise InvalidInput(f"{s.path}: larger than the {MAX_FILE >> 40} TiB an item may hold")
     return sources
+
+
+def check_metadata_fits(user_meta: dict, name: str, size: int) -> None:
+    """Refuse up front metadata that, with the fixity fields ingest adds, would pass the limit
+    `_Preparer._finish` enforces once the file is read (an HTTP upload must learn it before
+    sending the file, not after)."""
+    meta = dict(user_meta)
+    meta.update(
+        filename=name, size=size, sha256="0" * 64, mime=_mime(name), ingested_at=_LONGEST_TIME
+    )
+    if len(cbor.encode(meta)) > metadata_mod.MAX_METADATA:
+        raise InvalidInput(f"{name}: metadata larger than {metadata_mod.MAX_METADATA} bytes")
+
+
+_LONGEST_TIME = "2000-01-01T00:00:00Z"  # as long as any ingested_at _Preparer writes
 
 
 def _walk_error(exc: OSError) -> None:
@@ -189,7 +207,7 @@ class _Preparer:
 
     def small(self, source: Source) -> _Prepared:
         salt, cipher = self._cipher()
-        data = _read_all(source.path)
+        data = _read_all(source.path) if source.opener is None else _read_opened(source)
         stored = []
         if data:
             stored.append(cipher.seal(crypto.PURPOSE_BLOCK, 0, data) if cipher else data)
@@ -199,7 +217,7 @@ class _Preparer:
         salt, cipher = self._cipher()
         original = hashlib.sha256()
         size = index = 0
-        with _open(source.path) as f:
+        with _open(source.path) if source.opener is None else source.opener() as f:
             while True:
                 slot = ring.acquire()
                 plain, out = ring.plain[slot], ring.stored[slot]
@@ -352,6 +370,27 @@ def _read_all(path: Path) -> bytes:
     data = parts[0] if len(parts) == 1 else b"".join(parts)
     if len(data) > CHUNK:
         raise InvalidInput(f"{path}: the file grew while being added; add it again")
+    return data
+
+
+def _read_opened(source: Source) -> bytes:
+    """A small source's bytes, read through its opener."""
+    assert source.opener is not None
+    parts = []
+    got = 0
+    try:
+        with source.opener() as f:
+            while got <= CHUNK:
+                part = f.read(CHUNK + 1 - got)
+                if not part:
+                    break
+                parts.append(part)
+                got += len(part)
+    except OSError as exc:
+        raise InvalidInput(f"{source.name}: read failed: {exc.strerror}") from None
+    data = b"".join(parts)
+    if len(data) > CHUNK:
+        raise InvalidInput(f"{source.name}: the content grew while being added; add it again")
     return data
 
 

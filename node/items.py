@@ -163,43 +163,53 @@ def block_ids(node: Node, txn: lmdb.Transaction, record: ItemRecord) -> list[byt
 
 
 def list_items(
-    node: Node, state: CollectionState, include_redacted: bool = False
+    node: Node,
+    state: CollectionState,
+    include_redacted: bool = False,
+    newest_first: bool = False,
+    skip: int = 0,
 ) -> Iterator[dict]:
-    """The collection's items in log order, with metadata where this node can read it."""
+    """The collection's items in log order (or newest first), with metadata where this node can
+    read it; the first `skip` of them passed over without reading their records (paging)."""
     from amanah.protocol import log
 
     with node.store.read() as txn:
-        for seq, raw in node.archive.raw_entries(txn, state.id, 1):
+        entries = node.archive.raw_entries(txn, state.id, 1, reverse=newest_first)
+        for seq, raw in entries:
             body = log.parse_entry(bytes(raw)).body
             if body["type"] != "item":
                 continue
-            item_id = body["item"]
-            redacted = redaction(node, txn, item_id) is not None
-            if redacted and not include_redacted:
+            if not include_redacted and redaction(node, txn, body["item"]) is not None:
                 continue
-            row: dict = {"id": ids.to_text("itm", item_id), "position": seq}
-            if redacted:
-                row.update(size=None, sha256=None, metadata=None, readable=False, redacted=True)
-                yield row
+            if skip:
+                skip -= 1
                 continue
-            try:
-                record = load_record(node, txn, item_id)
-                check_fits(record, state)
-            except DamagedError as exc:
-                # One bad record must not hide the rest: list it, flagged (verify says more).
-                row.update(size=None, sha256=None, metadata=None, readable=False, damaged=str(exc))
-                yield row
-                continue
-            try:
-                meta = metadata(cipher_for(node, txn, state, record), record)
-                row.update(size=record.size, sha256=meta["sha256"], metadata=meta, readable=True)
-            except Unreadable:
-                row.update(size=record.size, sha256=None, metadata=None, readable=False)
-            except DamagedError as exc:
-                row.update(
-                    size=record.size, sha256=None, metadata=None, readable=False, damaged=str(exc)
-                )
-            yield row
+            yield item_row(node, txn, state, body["item"], seq)
+
+
+def item_row(
+    node: Node, txn: lmdb.Transaction, state: CollectionState, item_id: bytes, seq: int
+) -> dict:
+    """What `ls --json` shows of one item (its "item" entry at `seq` in `state`'s log)."""
+    row: dict = {"id": ids.to_text("itm", item_id), "position": seq}
+    if redaction(node, txn, item_id) is not None:
+        row.update(size=None, sha256=None, metadata=None, readable=False, redacted=True)
+        return row
+    try:
+        record = load_record(node, txn, item_id)
+        check_fits(record, state)
+    except DamagedError as exc:
+        # One bad record must not hide the rest: list it, flagged (verify says more).
+        row.update(size=None, sha256=None, metadata=None, readable=False, damaged=str(exc))
+        return row
+    try:
+        meta = metadata(cipher_for(node, txn, state, record), record)
+        row.update(size=record.size, sha256=meta["sha256"], metadata=meta, readable=True)
+    except Unreadable:
+        row.update(size=record.size, sha256=None, metadata=None, readable=False)
+    except DamagedError as exc:
+        row.update(size=record.size, sha256=None, metadata=None, readable=False, damaged=str(exc))
+    return row
 
 
 # --- get --------------------------------------------------------------------------------------
@@ -294,13 +304,43 @@ def _write_verified(
     out: object,
     progress: Callable[[int], None],
 ) -> None:
+    for data in read_verified(node, record, cipher, meta, blocks):
+        out.write(data)  # type: ignore[attr-defined]
+        progress(len(data))
+
+
+def read_verified(
+    node: Node,
+    record: ItemRecord,
+    cipher: crypto.ItemCipher | None,
+    meta: dict | None,
+    blocks: list[bytes],
+    first: int = 0,
+    last: int | None = None,
+    batch: int = READ_BATCH,
+) -> Iterator[bytes]:
+    """The plaintext of blocks `first`..`last` (inclusive; default: all), each verified (hash,
+    authentication tag, size) before it is yielded.
+
+    When every block is read and `meta` is given, the original's size and SHA-256 are checked
+    before the last block is yielded: a caller that streams what it gets (the HTTP API) never
+    hands out a complete file that does not match. No read transaction is held while the caller
+    has a block: each batch is read in its own transaction (a slow reader pins no pages).
+    """
+    if last is None:
+        last = len(blocks) - 1
+    # (size, SHA-256) the whole original must have, when the whole of it is read
+    want = (meta["size"], meta["sha256"]) if meta is not None and first == 0 else None
+    if want is not None and last != len(blocks) - 1:
+        want = None
     original = hashlib.sha256()
     size = 0
-    for start in range(0, len(blocks), READ_BATCH):
-        if start:
+    for start in range(first, last + 1, batch):
+        if start != first:
             node.store.release_map()  # constant memory whatever the size (Store.release_map)
+        out: list[bytes] = []
         with node.store.read() as txn:
-            for index in range(start, min(start + READ_BATCH, len(blocks))):
+            for index in range(start, min(start + batch, last + 1)):
                 data = verified_block(node, txn, blocks[index])
                 if cipher is not None:
                     try:
@@ -315,11 +355,19 @@ def _write_verified(
                     raise DamagedError(
                         f"block {index} of item {ids.to_text('itm', record.id)} has the wrong size"
                     )
+                out.append(data)
+        for index, data in enumerate(out, start):
+            if want is not None:
                 original.update(data)
-                out.write(data)  # type: ignore[attr-defined]
                 size += len(data)
-                progress(len(data))
-    if size != meta["size"] or original.hexdigest() != meta["sha256"]:
-        raise DamagedError(
-            f"item {ids.to_text('itm', record.id)} does not match its recorded SHA-256; not written"
-        )
+                if index == last and (size, original.hexdigest()) != want:
+                    raise _mismatch(record)
+            yield data
+    if want is not None and not blocks and (0, original.hexdigest()) != want:
+        raise _mismatch(record)
+
+
+def _mismatch(record: ItemRecord) -> DamagedError:
+    return DamagedError(
+        f"item {ids.to_text('itm', record.id)} does not match its recorded SHA-256; not written"
+    )
