@@ -25,7 +25,7 @@ from typing import Protocol
 
 import lmdb
 import trio
-from amanah.protocol import ids, log
+from amanah.protocol import crypto, ids, log
 from amanah.protocol import item as item_mod
 from amanah.protocol import sync as msg
 from amanah.protocol.errors import FormatError, IntegrityError
@@ -40,7 +40,9 @@ from .items import check_fits, known_blocks
 
 logger = logging.getLogger("amanah.sync")
 
-IN_FLIGHT = 16  # block requests outstanding per session
+IN_FLIGHT = 256  # block requests outstanding per session, at most
+IN_FLIGHT_BYTES = 16 << 20  # and about this many bytes of answers on their way
+BLOCK_BATCH_COUNT = 4096  # blocks per storing transaction, at most
 IDLE = 120  # seconds a server waits for the next request
 ANSWER_TIMEOUT = 60  # seconds a puller waits for an answer
 MAX_LOG_ROUND = 200_000  # entries fetched and verified in memory per round (~60 MB at most)
@@ -65,6 +67,15 @@ class ForkDetected(PeerViolation):
 
     Not the peer's fault (the owner's key was used twice, e.g. a restored identity appending
     before it synced): the peer is not disconnected for it."""
+
+
+def _first_leaf(group: BaseExceptionGroup) -> BaseException:
+    """The error that ended a nursery (the network side or the storer), as callers expect it."""
+    first: BaseException = group
+    while isinstance(first, BaseExceptionGroup):
+        violations = first.subgroup(PeerViolation)
+        first = (violations or first).exceptions[0]
+    return first
 
 
 class _Fork(Exception):
@@ -214,7 +225,12 @@ async def serve(node: Node, stream: Stream, peer_key: bytes) -> None:
             logger.warning("peer %s sent a bad request: %s", stream.peer_id, exc)
             await stream.send(msg.encode("error", msg="bad request"))
             return
-        for response in await trio.to_thread.run_sync(server.answer, request):
+        if request["t"] == "block?":
+            # One short read and hash: cheaper here than a thread hand-off (measured).
+            responses = server.answer(request)
+        else:
+            responses = await trio.to_thread.run_sync(server.answer, request)
+        for response in responses:
             await stream.send(response)
 
 
@@ -526,12 +542,17 @@ class Puller:
         except FormatError:
             return None
 
+    def _scan_start(self, txn: lmdb.Transaction, col: bytes) -> int:
+        """Where a scan for missing content starts: after what was complete last time."""
+        marker = self.node.archive.complete_at(txn, col)
+        return marker if marker else 1
+
     def _missing_records(self, col: bytes) -> list[tuple[bytes, int]]:
         db = self.node.store.db
         out = []
         with self.node.store.read() as txn:
-            for seq, raw in self.node.archive.raw_entries(txn, col, 1):
-                body = log.parse_entry(bytes(raw)).body
+            for seq, raw in self.node.archive.raw_entries(txn, col, self._scan_start(txn, col)):
+                body = log.stored_body(bytes(raw))
                 if body["type"] != "item":
                     continue
                 i = body["item"]
@@ -543,13 +564,13 @@ class Puller:
         wanted = await trio.to_thread.run_sync(self._missing_blocks, col)
         # Manifest blocks first: they name the rest. Every item listing a manifest counts
         # references to the content blocks it names once that manifest is here.
-        pairs = [(i, b) for i, b, is_manifest in wanted if is_manifest]
+        pairs = [(i, b) for i, b, is_manifest, *_ in wanted if is_manifest]
         unique = list({b: (i, b) for i, b in pairs}.values())
         await self._fetch(unique)
         if pairs:
             await trio.to_thread.run_sync(self._count_manifest_refs, pairs)
             wanted = await trio.to_thread.run_sync(self._missing_blocks, col)
-        await self._fetch([(i, b) for i, b, is_manifest in wanted if not is_manifest])
+        await self._fetch([(i, b, *size) for i, b, is_manifest, *size in wanted if not is_manifest])
 
     def _count_manifest_refs(self, pairs: list[tuple[bytes, bytes]]) -> None:
         db = self.node.store.db
@@ -567,8 +588,8 @@ class Puller:
         out: list[tuple[bytes, bytes, bool]] = []
         seen: set[bytes] = set()
         with self.node.store.read() as txn:
-            for _, raw in self.node.archive.raw_entries(txn, col, 1):
-                body = log.parse_entry(bytes(raw)).body
+            for _, raw in self.node.archive.raw_entries(txn, col, self._scan_start(txn, col)):
+                body = log.stored_body(bytes(raw))
                 if body["type"] != "item":
                     continue
                 item_id = body["item"]
@@ -576,6 +597,7 @@ class Puller:
                 if rec is None:
                     continue
                 record = item_mod.parse_record(bytes(rec))
+                tag = crypto.TAG_LEN if record.encrypted else 0
                 blocks = record.inline_blocks()
                 if blocks is None:
                     blocks = []
@@ -589,50 +611,86 @@ class Puller:
                             blocks.extend(
                                 item_mod.decode_manifest(bytes(data), _manifest_len(record, m))
                             )
-                for b in blocks or []:
+                for index, b in enumerate(blocks or []):
                     if b not in seen and not self.node.blobs.has(txn, b):
-                        out.append((item_id, b, False))
+                        size = min(item_mod.CHUNK_SIZE, record.size - index * item_mod.CHUNK_SIZE)
+                        out.append((item_id, b, False, size + tag))
                         seen.add(b)
         return out
 
-    async def _fetch(self, wanted: list[tuple[bytes, bytes]]) -> None:
-        """Fetch blocks with up to IN_FLIGHT requests outstanding; store each batch as it fills."""
-        pending: list[bytes] = []
+    async def _fetch(
+        self, wanted: list[tuple[bytes, bytes]] | list[tuple[bytes, bytes, int]]
+    ) -> None:
+        """Fetch blocks, many requests in flight (up to IN_FLIGHT, and about IN_FLIGHT_BYTES by
+        the sizes records announce), while a worker thread verifies and stores the previous
+        batch: network and disk overlap."""
+        send, receive = trio.open_memory_channel(1)  # at most one batch waiting for the disk
+        failure: BaseException | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._storer, receive)
+                async with send:
+                    try:
+                        await self._request_all(wanted, send)
+                    except (PeerViolation, OSError, trio.BrokenResourceError) as exc:
+                        # The network failed: still store every verified block that arrived, so
+                        # the next session resumes after it (the storer drains, then ends).
+                        failure = exc
+        except BaseExceptionGroup as group:
+            raise _first_leaf(group) from None
+        if failure is not None:
+            raise failure
+
+    async def _storer(self, batches: trio.MemoryReceiveChannel) -> None:
+        async with batches:
+            async for batch in batches:
+                await trio.to_thread.run_sync(self._store_blocks, batch)
+
+    async def _request_all(self, wanted: list, batches: trio.MemorySendChannel) -> None:
+        """Keep requests in flight and hand received blocks to the storer in batches. Whatever
+        arrived is handed over even when the peer fails midway (resumption starts after it)."""
+        pending: list[tuple[bytes, int]] = []  # (block id, size estimate), in request order
+        in_flight = 0  # estimated bytes of answers on their way
+        sent = 0
         batch: list[tuple[bytes, bytes]] = []
         batch_bytes = 0
-        sent = 0
-        for _ in range(min(IN_FLIGHT, len(wanted))):
-            item_id, block_id = wanted[sent]
-            await self.stream.send(msg.encode("block?", item=item_id, id=block_id))
-            pending.append(block_id)
-            sent += 1
-        while pending:
-            frame = await self._recv(msg.MAX_BLOCK_RESPONSE)
-            if not frame:
-                raise PeerViolation("the peer closed the stream")
-            try:
-                reply = msg.decode(frame, msg.MAX_BLOCK_RESPONSE, ("block", "error"))
-            except FormatError as exc:
-                raise PeerViolation(str(exc)) from None
-            expected = pending.pop(0)
-            if reply["id"] != expected:
-                raise PeerViolation("blocks answered out of order")
-            if sent < len(wanted):
-                item_id, block_id = wanted[sent]
-                await self.stream.send(msg.encode("block?", item=item_id, id=block_id))
-                pending.append(block_id)
-                sent += 1
-            data = reply["data"]
-            if data is None:
-                continue
-            if ids.sha256_id(data) != expected:
-                raise PeerViolation(f"block {ids.to_text('blk', expected)} does not match its id")
-            batch.append((expected, data))
-            batch_bytes += len(data)
-            if batch_bytes >= BLOCK_BATCH_BYTES:
-                await trio.to_thread.run_sync(self._store_blocks, batch)
-                batch, batch_bytes = [], 0
-        await trio.to_thread.run_sync(self._store_blocks, batch)
+        try:
+            while True:
+                while (
+                    sent < len(wanted)
+                    and len(pending) < IN_FLIGHT
+                    and (not pending or in_flight < IN_FLIGHT_BYTES)
+                ):
+                    item_id, block_id, *size = wanted[sent]
+                    estimate = size[0] if size else item_mod.MAX_BLOCK_SIZE
+                    await self.stream.send(msg.encode("block?", item=item_id, id=block_id))
+                    pending.append((block_id, estimate))
+                    in_flight += estimate
+                    sent += 1
+                if not pending:
+                    return
+                frame = await self._recv(msg.MAX_BLOCK_RESPONSE)
+                if not frame:
+                    raise PeerViolation("the peer closed the stream")
+                try:
+                    reply = msg.decode(frame, msg.MAX_BLOCK_RESPONSE, ("block", "error"))
+                except FormatError as exc:
+                    raise PeerViolation(str(exc)) from None
+                expected, estimate = pending.pop(0)
+                in_flight -= estimate
+                if reply["id"] != expected:
+                    raise PeerViolation("blocks answered out of order")
+                if reply["data"] is None:
+                    continue  # the peer lacks it; another holder may have it
+                batch.append((expected, reply["data"]))  # hashed by the storer, off this loop
+                batch_bytes += len(reply["data"])
+                if batch_bytes >= BLOCK_BATCH_BYTES or len(batch) >= BLOCK_BATCH_COUNT:
+                    await batches.send(batch)
+                    batch, batch_bytes = [], 0
+        finally:
+            if batch:
+                with trio.CancelScope(shield=True):
+                    await batches.send(batch)
 
     def _store_blocks(self, batch: list[tuple[bytes, bytes]]) -> None:
         if not batch:

@@ -49,11 +49,14 @@ def is_complete(node: Node, txn: lmdb.Transaction, state: CollectionState) -> bo
     Answered from the `complete` marker when it is at the current length (a resync with
     nothing new must not rescan 100,000 items), else by scanning.
     """
-    if node.archive.complete_at(txn, state.id) == state.length:
+    marker = node.archive.complete_at(txn, state.id)
+    if marker == state.length:
         return True
     db = node.store.db
-    for _, raw in node.archive.raw_entries(txn, state.id, 1):
-        body = log.parse_entry(bytes(raw)).body
+    # Items before the marker were all here when it was set: only later entries are scanned.
+    start = marker if marker is not None and marker < state.length else 1
+    for _, raw in node.archive.raw_entries(txn, state.id, start):
+        body = log.stored_body(bytes(raw))
         if body["type"] != "item" or txn.get(body["item"], db=db["redacted"]) is not None:
             continue
         rec = txn.get(body["item"], db=db["records"])
