@@ -23,6 +23,8 @@ MAX_BLOCK_RESPONSE = item.MAX_BLOCK_SIZE + 1024
 MAX_RESPONSE = max(MAX_HEADS, MAX_ENTRIES_RESPONSE, MAX_RECORDS_RESPONSE, MAX_BLOCK_RESPONSE)
 
 ENTRIES_PER_RESPONSE = 512
+BLOCKS_PER_REQUEST = 256  # small blocks asked for together (blocks?)
+MAX_BLOCKS_RESPONSE = 8 << 20
 RECORDS_PER_REQUEST = 256
 
 
@@ -114,6 +116,20 @@ def _block_req(msg: dict) -> None:
     _id(msg, "id")
 
 
+def _blocks_req(msg: dict) -> None:
+    for pair in _list(msg, "want", BLOCKS_PER_REQUEST):
+        if type(pair) is not list or len(pair) != 2:
+            raise FormatError("a wanted block is [item id, block id]")
+        ids.check_raw_id(pair[0])
+        ids.check_raw_id(pair[1])
+
+
+def _blocks(msg: dict) -> None:
+    for data in _list(msg, "blocks", BLOCKS_PER_REQUEST):
+        if data is not None and (type(data) is not bytes or len(data) > item.MAX_BLOCK_SIZE):
+            raise FormatError("a block is at most 1 MiB + 16 bytes, or null")
+
+
 def _block(msg: dict) -> None:
     _id(msg, "id")
     if "data" not in msg:
@@ -146,6 +162,8 @@ _CHECKS = {
     "records?": _records_req,
     "records": _records,
     "block?": _block_req,
+    "blocks?": _blocks_req,
+    "blocks": _blocks,
     "block": _block,
     "head": _head_notice,
     "have": _heads,
@@ -162,9 +180,11 @@ _FIELDS = {
     "records": {"t", "records"},
     "block?": {"t", "item", "id"},
     "block": {"t", "id", "data"},
+    "blocks?": {"t", "want"},
+    "blocks": {"t", "blocks"},
     "head": {"t", "col", "length", "head"},
     "have": {"t", "cols"},
     "ok": {"t"},
     "error": {"t", "msg"},
 }
-REQUESTS = ("heads?", "log?", "records?", "block?", "have")
+REQUESTS = ("heads?", "log?", "records?", "block?", "blocks?", "have")

@@ -206,7 +206,7 @@ def liar_pull(puller: Node, server: Node, tamper) -> replicate.PullResult:  # no
 
 
 def _flip_block(request: dict, response: bytes) -> bytes:
-    if request["t"] == "block?":
+    if request["t"] in ("block?", "blocks?"):
         data = bytearray(response)
         data[-1] ^= 1
         return bytes(data)

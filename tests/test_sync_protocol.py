@@ -497,6 +497,7 @@ def test_cut_transfer_resumes_without_refetching_stored_blocks(nodes, tmp_path, 
     # Commit every block as it arrives (the reference commits every 16 MiB): what is stored
     # before the cut must not be asked for again.
     monkeypatch.setattr(replicate, "BLOCK_BATCH_BYTES", 1)
+    monkeypatch.setattr(replicate, "SMALL_BLOCK", 0)  # one block? per block, to count them
     a, b = nodes("a"), nodes("b")
     trust(a, b)
     trust(b, a)
@@ -635,4 +636,24 @@ def test_redaction_received_keeps_blocks_other_items_use(nodes, tmp_path, monkey
     # b deletes the shared block with "one", then fetches it again for "two" (if the peer has it)
     assert pull_ok(b, a).blocks == 0
     assert db_items(b, "refs") == db_items(a, "refs")
+    assert verify_all(b).ok
+
+
+def test_small_blocks_travel_together_and_a_capped_answer_is_completed(
+    nodes, tmp_path, monkeypatch
+):
+    """Small blocks are asked for with blocks? (hundreds per round trip); an answer cut short by
+    its cap leaves the rest to be asked for again, and every block still arrives verified."""
+    monkeypatch.setattr(msg, "MAX_BLOCKS_RESPONSE", 4096 * 3 + 4096)  # about 3 blocks an answer
+    a, b = nodes("a"), nodes("b")
+    trust(a, b)
+    trust(b, a)
+    col = collections.create(a, "docs", "closed").state.id
+    items = [add_file(a, col, tmp_path, 4096, f"d{i}.bin") for i in range(20)]
+    grants.share(a, collections.resolve(a, "docs"), b.peer_id)
+    session, sent, error = pull(b, a)
+    assert error is None
+    assert sent.sent["block?"] == 0 and sent.sent["blocks?"] >= 20 // 3
+    wanted = {blk for i in items for blk in _blocks_of(a, i)}
+    assert block_ids(b) == wanted
     assert verify_all(b).ok
