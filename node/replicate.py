@@ -45,6 +45,7 @@ IN_FLIGHT_BYTES = 16 << 20  # and about this many bytes of answers on their way
 BLOCK_BATCH_COUNT = 4096  # blocks per storing transaction, at most
 SMALL_BLOCK = 64 << 10  # blocks up to this size are asked for together (blocks?)
 SMALL_IN_FLIGHT = 4  # blocks? requests outstanding
+RECORDS_IN_FLIGHT = 4  # records? requests outstanding
 IDLE = 120  # seconds a server waits for the next request
 ANSWER_TIMEOUT = 60  # seconds a puller waits for an answer
 MAX_LOG_ROUND = 200_000  # entries fetched and verified in memory per round (~60 MB at most)
@@ -496,22 +497,31 @@ class Puller:
                 release_refs(self.node, txn, doomed)
 
     async def _pull_records(self, col: bytes) -> None:
-        missing = await trio.to_thread.run_sync(self._missing_records, col)
-        while missing:
-            batch = missing[: msg.RECORDS_PER_REQUEST]
-            reply = await self._ask(
-                msg.encode("records?", ids=[i for i, _ in batch]),
-                "records",
-                msg.MAX_RECORDS_RESPONSE,
-            )
+        """Fetch missing records, a few requests in flight, each answer stored (in a worker
+        thread) while the next ones travel."""
+        queue = await trio.to_thread.run_sync(self._missing_records, col)
+        pending: list[list[tuple[bytes, int]]] = []
+        while queue or pending:
+            while queue and len(pending) < RECORDS_IN_FLIGHT:
+                batch, queue = queue[: msg.RECORDS_PER_REQUEST], queue[msg.RECORDS_PER_REQUEST :]
+                await self.stream.send(msg.encode("records?", ids=[i for i, _ in batch]))
+                pending.append(batch)
+            frame = await self._recv(msg.MAX_RECORDS_RESPONSE)
+            if not frame:
+                raise PeerViolation("the peer closed the stream")
+            try:
+                reply = msg.decode(frame, msg.MAX_RECORDS_RESPONSE, ("records", "error"))
+            except FormatError as exc:
+                raise PeerViolation(str(exc)) from None
+            batch = pending.pop(0)
             answered = reply["records"]
             if not answered or len(answered) > len(batch):
                 raise PeerViolation("records answered do not match those asked for")
-            # A prefix may come back (the response cap); the rest is asked for next.
+            # A prefix may come back (the response cap); the rest is asked for again.
+            queue.extend(batch[len(answered) :])
             await trio.to_thread.run_sync(
                 self._store_records, col, batch[: len(answered)], answered
             )
-            missing = missing[len(answered) :]
 
     def _store_records(
         self, col: bytes, batch: list[tuple[bytes, int]], answered: list[bytes | None]
