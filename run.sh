@@ -19,7 +19,12 @@ setup() {
 case "${1:-}" in
   setup) setup ;;
   demo)  setup; shift; exec bash scripts/demo.sh "$@" ;;
-  test)  setup; shift; exec .venv/bin/python -m pytest "$@" ;;
+  test)
+    setup
+    # The browser test drives Debian's Chromium; as root (CI, a fresh machine) install it,
+    # otherwise that one test is skipped and says why.
+    if [ "$(id -u)" -eq 0 ] && [ ! -x /usr/bin/chromium ]; then bash scripts/install-browser.sh; fi
+    shift; exec .venv/bin/python -m pytest "$@" ;;
   lint)  setup; .venv/bin/ruff check . && .venv/bin/ruff format --check . ;;
   bench) setup; shift; exec .venv/bin/python bench/ingest.py "$@" ;;
   *) echo "usage: ./run.sh demo|test|setup|lint|bench [args]" >&2; exit 2 ;;
