@@ -108,11 +108,17 @@ class Server:
             self.role = "untrusted"
         self._allowed_items: dict[bytes, set[bytes]] = {}
 
-    def _state(self, txn: lmdb.Transaction, col: bytes) -> CollectionState | None:
+    def _state(
+        self, txn: lmdb.Transaction, col: bytes, log_only: bool = False
+    ) -> CollectionState | None:
+        """The collection if this peer may have it; with `log_only`, also if its grant was
+        revoked (its heads and log, so it learns of the revocation; no records, no blocks)."""
         state = self.node.archive.state(txn, col)
         if state is None or self.role == "untrusted":
             return None
-        return state if may_serve(self.node, state, self.peer_key, self.role) else None
+        if may_serve(self.node, state, self.peer_key, self.role):
+            return state
+        return state if log_only and self.peer_key in state.former else None
 
     def answer(self, request: dict) -> list[bytes]:
         """The response frames to one request (already decoded and checked)."""
@@ -122,7 +128,7 @@ class Server:
                 heads = [
                     [s.id, s.length, s.head, status.is_complete(self.node, txn, s)]
                     for s in self.node.archive.states(txn)
-                    if self._state(txn, s.id) is not None
+                    if self._state(txn, s.id, log_only=True) is not None
                 ]
                 return [msg.encode("heads", cols=heads)]
             if t == "have":
@@ -137,7 +143,7 @@ class Server:
                 col, start = request["col"], request["from"]
                 entries: list[bytes] = []
                 size = 0
-                if self._state(txn, col) is not None:
+                if self._state(txn, col, log_only=True) is not None:
                     for _, raw in self.node.archive.raw_entries(txn, col, start):
                         if (
                             len(entries) >= request["limit"]
@@ -423,6 +429,7 @@ class Puller:
         count = len(entries)
         with self.node.store.write() as txn:
             state = archive.state(txn, col)
+            existed = state is not None
             if (state.length if state else 0) != start:
                 return  # another session stored these meanwhile; the next round resumes
             try:
@@ -442,7 +449,8 @@ class Puller:
                 archive.save_state(txn, state)
             except FormatError as exc:
                 raise PeerViolation(f"log entry rejected: {exc}") from None
-            if not (state.owner == self.me or self.me in state.grants):
+            revoked_here = existed and self.me in state.former  # we learn we were revoked
+            if not (state.owner == self.me or self.me in state.grants or revoked_here):
                 raise PeerViolation(
                     f"the peer sent {ids.to_text('col', col)}, which this node was never granted"
                 )

@@ -337,6 +337,9 @@ class CollectionState:
     head: bytes
     epoch: int | None  # current key epoch (None for public)
     grants: dict[bytes, str] = field(default_factory=dict)  # peer key -> role
+    # Peers whose grant was revoked: they may still fetch the log, to learn of the revocation
+    # (a mirror must stop publishing), but no longer its records or blocks.
+    former: set[bytes] = field(default_factory=set)
 
     @classmethod
     def from_genesis(cls, entry: Entry) -> CollectionState:
@@ -406,6 +409,7 @@ class CollectionState:
         if self.grants.get(peer) == "read" and role != "read" and not public:
             raise ChainError("a reader loses the key only by a revoke that rotates it")
         self.grants[peer] = role
+        self.former.discard(peer)
 
     def _revoke(self, b: dict, public: bool) -> None:
         peer = b["peer"]
@@ -420,6 +424,7 @@ class CollectionState:
         elif was_reader and not public:
             raise ChainError("revoking a reader must rotate the key")
         del self.grants[peer]
+        self.former.add(peer)
 
     def _next_epoch(self, record: dict, readers: list[bytes]) -> None:
         if record["epoch"] != (self.epoch or 0) + 1:
@@ -431,10 +436,19 @@ class CollectionState:
     def to_cbor(self) -> bytes:
         grants = sorted([p, r] for p, r in self.grants.items())
         return cbor.encode(
-            [self.id, self.tier, self.owner, self.length, self.head, self.epoch, grants]
+            [
+                self.id,
+                self.tier,
+                self.owner,
+                self.length,
+                self.head,
+                self.epoch,
+                grants,
+                sorted(self.former),
+            ]
         )
 
     @classmethod
     def from_cbor(cls, raw: bytes) -> CollectionState:
-        cid, tier, owner, length, head, epoch, grants = cbor.decode(raw, MAX_ENTRY_SIZE)
-        return cls(cid, tier, owner, length, head, epoch, {p: r for p, r in grants})
+        cid, tier, owner, length, head, epoch, grants, former = cbor.decode(raw, MAX_ENTRY_SIZE)
+        return cls(cid, tier, owner, length, head, epoch, {p: r for p, r in grants}, set(former))

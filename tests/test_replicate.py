@@ -278,3 +278,35 @@ def test_mirror_gets_only_public(tmp_path):
     with m.store.read() as txn:
         assert [s.id for s in m.archive.states(txn)] == [pub.state.id]
     assert ids.to_text("col", pub.state.id)
+
+
+def test_a_revoked_mirror_learns_of_its_revocation_and_gets_nothing_new(tmp_path):
+    a, m = make_node(tmp_path, "a"), make_node(tmp_path, "m", role="mirror")
+    trust(a, m, role="mirror")
+    trust(m, a)
+    pub = collections.create(a, "pub", "public")
+    add_file(a, pub, tmp_path, 100, "first.bin")
+    grants.share(a, pub, m.peer_id)
+    trio.run(pull, m, a)
+    grants.unshare(a, pub, m.peer_id)
+    later = add_file(a, pub, tmp_path, 100, "later.bin")
+    trio.run(pull, m, a)
+    with m.store.read() as txn:
+        state = m.archive.state(txn, pub.state.id)
+        assert m.public_key not in state.grants and m.public_key in state.former
+        assert txn.get(ids.from_text(later.id, "itm"), db=m.store.db["records"]) is None
+    assert verify_all(m).damaged == [] or all("missing" in d.problem for d in verify_all(m).damaged)
+
+
+def test_a_peer_only_ever_revoked_cannot_pull_a_collection_it_never_held(tmp_path):
+    a, b = make_node(tmp_path, "a"), make_node(tmp_path, "b")
+    trust(a, b)
+    trust(b, a)
+    col = collections.create(a, "c", "public")
+    grants.share(a, col, b.peer_id)
+    grants.unshare(a, col, b.peer_id)
+    with pytest.raises(ExceptionGroup) as caught:
+        trio.run(pull, b, a)
+    assert caught.group_contains(replicate.PeerViolation, match="never granted", depth=None)
+    with b.store.read() as txn:
+        assert b.archive.states(txn) == []
