@@ -261,7 +261,11 @@ class P2P:
         """Send head notices when the store's collections change (the CLI writes directly)."""
         seen: dict[bytes, bytes] = {}
         first = True
+        rounds = 0
         while True:
+            rounds += 1
+            if rounds % 20 == 0:  # about every second: keep the store's mapped pages out of RSS
+                self.node.store.release_map()
             with self.node.store.read() as txn:
                 states = self.node.archive.states(txn)
             for state in states:

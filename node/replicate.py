@@ -107,6 +107,7 @@ class Server:
         except Exception:
             self.role = "untrusted"
         self._allowed_items: dict[bytes, set[bytes]] = {}
+        self._served = 0
 
     def _state(
         self, txn: lmdb.Transaction, col: bytes, log_only: bool = False
@@ -188,6 +189,9 @@ class Server:
         return bytes(raw) if raw is not None else None
 
     def _block(self, txn: lmdb.Transaction, item_id: bytes, block_id: bytes) -> bytes | None:
+        self._served += 1
+        if self._served % 16 == 0:
+            self.node.store.release_map()  # constant memory however much is served
         # Re-checked on every request: a grant revoked or an item redacted mid-session stops it.
         if txn.get(item_id, db=self.node.store.db["redacted"]) is not None:
             return None
