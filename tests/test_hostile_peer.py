@@ -43,10 +43,10 @@ class HostileServer(replicate.Server):
         super().__init__(node, peer_key)
         self.serve_everything = serve_everything
 
-    def _state(self, txn, col):  # noqa: ANN001, ANN202
+    def _state(self, txn, col, log_only=False):  # noqa: ANN001, ANN202
         if self.serve_everything:
             return self.node.archive.state(txn, col)
-        return super()._state(txn, col)
+        return super()._state(txn, col, log_only)
 
 
 async def run_hostile(server: Node, tamper, serve_everything: bool, puller: Node, addrs_out: list):  # noqa: ANN001
