@@ -18,7 +18,9 @@ import functools
 import hashlib
 import mimetypes
 import os
+import pickle
 import queue
+import signal
 import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -184,6 +186,8 @@ class _Prepared:
     meta: dict
     meta_enc: bytes | None
     blocks: list[bytes] | None = None  # the stored blocks of a small file, read inline
+    block_ids: list[bytes] | None = None  # and their ids
+    record: item_mod.ItemRecord | None = None  # a small file's record, built with them
 
 
 class _Stopped(Exception):
@@ -211,7 +215,11 @@ class _Preparer:
         stored = []
         if data:
             stored.append(cipher.seal(crypto.PURPOSE_BLOCK, 0, data) if cipher else data)
-        return self._finish(source, salt, cipher, len(data), hashlib.sha256(data), stored)
+        p = self._finish(source, salt, cipher, len(data), hashlib.sha256(data), stored)
+        # The record too: for many small files this runs in the child process (see below).
+        p.block_ids = [ids.sha256_id(b) for b in stored]
+        p.record = build_item_record(self.collection, p, p.block_ids)
+        return p
 
     def stream(self, source: Source, ring: _Ring) -> _Prepared:
         salt, cipher = self._cipher()
@@ -336,6 +344,89 @@ def _stream_file(preparer: _Preparer, source: Source, ring: _Ring) -> Iterator[_
     yield result[0]
 
 
+# --- many small files: prepared by a child process --------------------------------------------
+#
+# For thousands of small files, Python work per file (open, read, hash, derive a key, encrypt,
+# encode metadata) is about as large as the writer's (store, sign, index), and threads cannot
+# share it (the GIL). A forked child prepares the files in order and streams them, pickled in
+# batches, through a pipe, while this process stores and signs: the two cores work together.
+# The child never opens the store (LMDB must not be used across a fork) and ends with _exit.
+
+PARALLEL_MIN = 256  # small files before a child is worth its start-up
+CHILD_BATCH = 64
+
+
+def _small_in_child(preparer: _Preparer, sources: list[Source]) -> _Child | None:
+    """A generator of the small sources' _Prepared, in order, made by a forked child; or None
+    when that does not apply (few files, uploads, other threads running, no fork)."""
+    small = [s for s in sources if s.size <= CHUNK]
+    if (
+        len(small) < PARALLEL_MIN
+        or any(s.opener is not None for s in small)
+        or threading.active_count() > 1
+        or not hasattr(os, "fork")
+    ):
+        return None
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: prepare, send, exit without running any of the parent's cleanup
+        code = 0
+        try:
+            os.close(read_fd)
+            with open(write_fd, "wb") as out:
+                for i in range(0, len(small), CHILD_BATCH):
+                    try:
+                        batch: object = [preparer.small(s) for s in small[i : i + CHILD_BATCH]]
+                    except BaseException as exc:  # handed to the parent, which raises it
+                        batch = exc
+                    data = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+                    out.write(len(data).to_bytes(8, "big") + data)
+                    if isinstance(batch, BaseException):
+                        break
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+    return _Child(pid, read_fd)
+
+
+class _Child:
+    """The parent's end: yields the child's _Prepared in order; close() always reaps it."""
+
+    def __init__(self, pid: int, read_fd: int) -> None:
+        self.pid = pid
+        self.pipe = open(read_fd, "rb")  # noqa: SIM115 - closed in close()
+        self.pending: list[_Prepared] = []
+
+    def __iter__(self) -> _Child:
+        return self
+
+    def __next__(self) -> _Prepared:
+        while not self.pending:
+            head = self.pipe.read(8)
+            if not head:
+                self.close()
+                raise StopIteration
+            batch = pickle.loads(self.pipe.read(int.from_bytes(head, "big")))
+            if isinstance(batch, BaseException):
+                self.close()
+                raise batch
+            self.pending = list(reversed(batch))
+        return self.pending.pop()
+
+    def close(self) -> None:
+        if self.pid == 0:
+            return
+        self.pipe.close()
+        try:
+            os.kill(self.pid, signal.SIGKILL)  # if we stopped early; harmless if it has exited
+        except ProcessLookupError:
+            pass
+        os.waitpid(self.pid, 0)
+        self.pid = 0
+
+
 def _open(path: Path) -> BinaryIO:
     try:
         return open(path, "rb", buffering=0)
@@ -415,12 +506,18 @@ class _Writer:
         added: list[Added] = []
         committed = 0
         ring = _Ring()
+        small = _small_in_child(preparer, sources)
         self._begin()
         try:
             for source in sources:
                 if source.size <= CHUNK:
-                    prepared = preparer.small(source)
-                    blocks = [self.node.blobs.put(self.txn, b) for b in prepared.blocks or []]
+                    prepared = next(small) if small is not None else preparer.small(source)
+                    blocks = [
+                        self.node.blobs.put(self.txn, b, expect=i, verified=True)
+                        for b, i in zip(
+                            prepared.blocks or [], prepared.block_ids or [], strict=True
+                        )
+                    ]
                     self.batch_bytes += prepared.size
                     self.progress(prepared.size)
                 else:
@@ -432,8 +529,12 @@ class _Writer:
                     committed = len(added)
                     self._begin()
             self._commit()
+            if small is not None:
+                small.close()
         except BaseException as exc:
             self._abort()
+            if small is not None:
+                small.close()  # stops and reaps the child preparing small files
             if self.checkpoints:  # blocks of the unfinished item already committed: remove them
                 _drop_pending(self.node, self.token)
             if isinstance(exc, lmdb.Error):
@@ -513,34 +614,45 @@ class _Writer:
                 "the collection's key was rotated (a reader was removed) during this add; "
                 "add the remaining files again"
             )
-        fields: dict = {"v": item_mod.RECORD_VERSION, "col": self.collection, "salt": p.salt}
-        fields.update(size=p.size, chunk=CHUNK)
         refs = list(block_ids)
-        if len(block_ids) <= item_mod.INLINE_BLOCKS:
-            fields["blocks"] = block_ids
+        if p.record is not None:
+            record = p.record
         else:
-            manifest = [
-                node.blobs.put(txn, item_mod.encode_manifest(part))
-                for part in item_mod.manifest_chunks(block_ids)
-            ]
-            fields["manifest"] = manifest
-            refs.extend(manifest)
-        if p.meta_enc is not None:
-            fields["epoch"] = p.epoch
-            fields["meta_enc"] = p.meta_enc
-        else:
-            fields["meta"] = p.meta
-        record = item_mod.build_record(fields)
+            manifest = None
+            if len(block_ids) > item_mod.INLINE_BLOCKS:
+                manifest = [
+                    node.blobs.put(txn, item_mod.encode_manifest(part))
+                    for part in item_mod.manifest_chunks(block_ids)
+                ]
+                refs.extend(manifest)
+            record = build_item_record(self.collection, p, block_ids, manifest)
         txn.put(record.id, record.raw, db=db["records"])
         add_refs(txn, db["refs"], refs)
         entry = node.archive.append(
-            txn, self.state, node.identity, "item", now_ms(), item=record.id
+            txn, self.state, node.identity, "item", now_ms(), save_state=False, item=record.id
         )
         txn.put(record.id, self.collection + entry.seq.to_bytes(8, "big"), db=db["items"])
         for i in range(self.checkpoints):
             txn.delete(self.token + i.to_bytes(4, "big"), db=db["pending"])
         self.checkpoints = 0
         return Added(ids.to_text("itm", record.id), str(p.source.path), p.sha256, p.size)
+
+
+def build_item_record(
+    collection: bytes, p: _Prepared, block_ids: list[bytes], manifest: list[bytes] | None = None
+) -> item_mod.ItemRecord:
+    fields: dict = {"v": item_mod.RECORD_VERSION, "col": collection, "salt": p.salt}
+    fields.update(size=p.size, chunk=CHUNK)
+    if manifest is None:
+        fields["blocks"] = block_ids
+    else:
+        fields["manifest"] = manifest
+    if p.meta_enc is not None:
+        fields["epoch"] = p.epoch
+        fields["meta_enc"] = p.meta_enc
+    else:
+        fields["meta"] = p.meta
+    return item_mod.build_record(fields)
 
 
 def _fill(f: object, view: memoryview, path: Path) -> int:

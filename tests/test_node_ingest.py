@@ -239,3 +239,37 @@ def test_failed_add_leaves_no_blocks_behind(checkpointed):
     with node.store.read() as txn:
         assert txn.stat(node.store.db["pending"])["entries"] == 0
     assert stored_blocks(node) == blocks
+
+
+def test_many_small_files_are_prepared_by_a_child_and_its_errors_surface(node, tmp_path):
+    """Past ingest.PARALLEL_MIN small files a forked child prepares them: the items are the
+    same, in order; a file gone by the time the child reads it fails the add cleanly."""
+    import os as _os
+
+    from amanah.node import collections as collections_mod
+    from amanah.node import ingest as ingest_mod
+    from amanah.node import items as items_mod
+    from amanah.node.errors import InvalidInput
+    from amanah.node.verify import verify_all
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(ingest_mod.PARALLEL_MIN + 10):
+        (folder / f"f{i:04d}.txt").write_bytes(_os.urandom(100 + i))
+    info = collections_mod.create(node, "many", "closed")
+    sources = ingest_mod.gather([folder])
+    added = ingest_mod.add(node, info, sources, {"title_en": "batch"})
+    assert [a.path for a in added] == [str(s.path) for s in sources]
+    listed = {r["id"]: r for r in items_mod.list_items(node, info.state)}
+    for a, s in zip(added, sources, strict=True):
+        assert listed[a.id]["metadata"]["filename"] == s.name
+        assert listed[a.id]["sha256"] == hashlib.sha256(s.path.read_bytes()).hexdigest()
+    assert verify_all(node).ok
+
+    before = len(list(items_mod.list_items(node, info.state)))
+    again = ingest_mod.gather([folder])
+    _os.unlink(again[100].path)  # vanishes after gather, before the child reads it
+    with pytest.raises(InvalidInput, match="f0100"):
+        ingest_mod.add(node, info, again, {})
+    assert len(list(items_mod.list_items(node, info.state))) == before
+    assert verify_all(node).ok
