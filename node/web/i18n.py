@@ -24,7 +24,7 @@ STRINGS: dict[str, tuple[str, str]] = {  # key -> (English, Arabic)
     ),
     "collections": ("Collections", "المجموعات"),
     "no_collections": ("No public collections yet.", "لا توجد مجموعات عامة بعد."),
-    "items": ("items", "مادة"),
+    "items": ("items", "مادة"),  # used through count_items(), which picks the right form
     "no_items": ("No items yet.", "لا توجد مواد بعد."),
     "newest_first": ("Newest first", "الأحدث أولاً"),
     "search": ("Search", "بحث"),
@@ -169,3 +169,15 @@ def negotiate(request: web.Request) -> Lang:
         return Lang(asked, True)
     found = from_accept_language(request.headers.get("Accept-Language", ""))
     return Lang(found or DEFAULT, False)
+
+
+def count_noun(code: str, n: int) -> tuple[bool, str]:
+    """How to say "n items": (show the number?, the noun). Arabic agrees with the number:
+    مادة واحدة (1), مادتان (2), ٣-١٠ مواد, otherwise مادة."""
+    if code != "ar":
+        return True, "item" if n == 1 else "items"
+    if n == 1:
+        return False, "مادة واحدة"
+    if n == 2:
+        return False, "مادتان"
+    return True, "مواد" if 3 <= n % 100 <= 10 else "مادة"

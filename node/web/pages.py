@@ -12,7 +12,7 @@ from aiohttp import web
 from . import proof
 from .catalog import PAGE_SIZE, CollectionView, ItemDetail, ItemView
 from .content import etag_matches, previewable
-from .i18n import Lang, negotiate
+from .i18n import Lang, count_noun, negotiate
 from .jsonapi import cached
 from .render import (
     STYLE_BYTES,
@@ -82,7 +82,7 @@ async def home(request: web.Request) -> web.Response:
     views = sorted(catalog.collections.values(), key=lambda c: (-c.updated_at, c.id))
     rows = [
         f"<li>{link(lang.url('/collections/' + v.id), user(v.name))}"
-        f'<div class="meta">{ltr(len(v.items))} {esc(lang.t("items"))} · {esc(lang.t("owner"))}: '
+        f'<div class="meta">{items_count(lang, len(v.items))} · {esc(lang.t("owner"))}: '
         f"{owner_html(lang, catalog.owner_name(v.owner), v.owner_peer_id)}</div></li>"
         for v in views
     ]
@@ -267,7 +267,7 @@ async def search(request: web.Request) -> web.Response:
     listing = f'<ol class="items">{rows}</ol>' if rows else f"<p>{esc(lang.t('no_results'))}</p>"
     body = (
         f"<h1>{heading}</h1>"
-        f'<p class="meta">{ltr(len(found))} {esc(lang.t("items"))}</p>{listing}'
+        f'<p class="meta">{items_count(lang, len(found))}</p>{listing}'
         + pager(lang, "/search", number, pages, q=query)
     )
     params = {"q": query or None, "page": number if number > 1 else None}
@@ -283,3 +283,9 @@ async def style(request: web.Request) -> web.Response:
         charset="utf-8",
         headers={"ETag": STYLE_ETAG, "Cache-Control": "public, max-age=86400"},
     )
+
+
+def items_count(lang: Lang, n: int) -> str:
+    """ "12 items", with the number isolated and the Arabic noun agreeing with it."""
+    show, noun = count_noun(lang.code, n)
+    return f"{ltr(n)} {esc(noun)}" if show else esc(noun)

@@ -114,6 +114,7 @@ def page(
         '<form action="/search" method="get" role="search">'
         f'<label for="q" class="hidden">{esc(lang.t("search_label"))}</label>'
         f'<input id="q" type="search" name="q" dir="auto" maxlength="256" '
+        f'value="{esc(str(params.get("q", "")))}" '
         f'placeholder="{esc(lang.t("search_label"))}">{hidden}'
         f'<button type="submit">{esc(lang.t("search"))}</button></form>'
         f"</header>\n<main>\n{body}\n</main>\n"
