@@ -446,42 +446,38 @@ def _read_all(path: Path) -> bytes:
         raise InvalidInput(f"{path}: {exc.strerror}") from None
     try:
         want = min(os.fstat(fd).st_size, CHUNK) + 1
-        parts = []
-        got = 0
-        while got <= CHUNK:
-            part = os.read(fd, max(want - got, 1 << 16))
-            if not part:
-                break
-            parts.append(part)
-            got += len(part)
-    except OSError as exc:
-        raise InvalidInput(f"{path}: read failed: {exc.strerror}") from None
+        return _read_capped(lambda n: os.read(fd, max(n, 1 << 16)), want, path)
     finally:
         os.close(fd)
-    data = parts[0] if len(parts) == 1 else b"".join(parts)
-    if len(data) > CHUNK:
-        raise InvalidInput(f"{path}: the file grew while being added; add it again")
-    return data
 
 
 def _read_opened(source: Source) -> bytes:
     """A small source's bytes, read through its opener."""
     assert source.opener is not None
-    parts = []
+    try:
+        f = source.opener()
+    except OSError as exc:
+        raise InvalidInput(f"{source.name}: {exc.strerror}") from None
+    with f:
+        return _read_capped(f.read, CHUNK + 1, source.name)
+
+
+def _read_capped(read: Callable[[int], bytes], want: int, name: object) -> bytes:
+    """Read to the end, at most one chunk: a source that grows past it while read is refused."""
+    parts: list[bytes] = []
     got = 0
     try:
-        with source.opener() as f:
-            while got <= CHUNK:
-                part = f.read(CHUNK + 1 - got)
-                if not part:
-                    break
-                parts.append(part)
-                got += len(part)
+        while got <= CHUNK:
+            part = read(max(want - got, 1))
+            if not part:
+                break
+            parts.append(part)
+            got += len(part)
     except OSError as exc:
-        raise InvalidInput(f"{source.name}: read failed: {exc.strerror}") from None
-    data = b"".join(parts)
+        raise InvalidInput(f"{name}: read failed: {exc.strerror}") from None
+    data = parts[0] if len(parts) == 1 else b"".join(parts)
     if len(data) > CHUNK:
-        raise InvalidInput(f"{source.name}: the content grew while being added; add it again")
+        raise InvalidInput(f"{name}: the file grew while being added; add it again")
     return data
 
 

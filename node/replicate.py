@@ -287,8 +287,8 @@ class Puller:
             raise PeerViolation(f"no answer within {ANSWER_TIMEOUT} s")
         return frame
 
-    async def _ask(self, request: bytes, expect: str, max_size: int) -> dict:
-        await self.stream.send(request)
+    async def _answer(self, expect: str, max_size: int) -> dict:
+        """The next answer, of type `expect`; anything else ends the session as a violation."""
         frame = await self._recv(max_size)
         if not frame:
             raise PeerViolation("the peer closed the stream")
@@ -296,6 +296,10 @@ class Puller:
             return msg.decode(frame, max_size, (expect, "error"))
         except FormatError as exc:
             raise PeerViolation(str(exc)) from None
+
+    async def _ask(self, request: bytes, expect: str, max_size: int) -> dict:
+        await self.stream.send(request)
+        return await self._answer(expect, max_size)
 
     async def run(self, only: Iterable[bytes] | None = None) -> PullResult:
         heads = (await self._ask(msg.encode("heads?"), "heads", msg.MAX_HEADS))["cols"]
@@ -518,13 +522,7 @@ class Puller:
                 batch, queue = queue[: msg.RECORDS_PER_REQUEST], queue[msg.RECORDS_PER_REQUEST :]
                 await self.stream.send(msg.encode("records?", ids=[i for i, _ in batch]))
                 pending.append(batch)
-            frame = await self._recv(msg.MAX_RECORDS_RESPONSE)
-            if not frame:
-                raise PeerViolation("the peer closed the stream")
-            try:
-                reply = msg.decode(frame, msg.MAX_RECORDS_RESPONSE, ("records", "error"))
-            except FormatError as exc:
-                raise PeerViolation(str(exc)) from None
+            reply = await self._answer("records", msg.MAX_RECORDS_RESPONSE)
             batch = pending.pop(0)
             answered = reply["records"]
             if not answered or len(answered) > len(batch):
@@ -697,13 +695,7 @@ class Puller:
                     part, queue = queue[: msg.BLOCKS_PER_REQUEST], queue[msg.BLOCKS_PER_REQUEST :]
                     await self.stream.send(msg.encode("blocks?", want=[list(p) for p in part]))
                     pending.append(part)
-                frame = await self._recv(msg.MAX_BLOCKS_RESPONSE + 1024)
-                if not frame:
-                    raise PeerViolation("the peer closed the stream")
-                try:
-                    reply = msg.decode(frame, msg.MAX_BLOCKS_RESPONSE + 1024, ("blocks", "error"))
-                except FormatError as exc:
-                    raise PeerViolation(str(exc)) from None
+                reply = await self._answer("blocks", msg.MAX_BLOCKS_RESPONSE + 1024)
                 asked = pending.pop(0)
                 got = reply["blocks"]
                 if not got or len(got) > len(asked):
@@ -746,13 +738,7 @@ class Puller:
                     sent += 1
                 if not pending:
                     return
-                frame = await self._recv(msg.MAX_BLOCK_RESPONSE)
-                if not frame:
-                    raise PeerViolation("the peer closed the stream")
-                try:
-                    reply = msg.decode(frame, msg.MAX_BLOCK_RESPONSE, ("block", "error"))
-                except FormatError as exc:
-                    raise PeerViolation(str(exc)) from None
+                reply = await self._answer("block", msg.MAX_BLOCK_RESPONSE)
                 expected, estimate = pending.pop(0)
                 in_flight -= estimate
                 if reply["id"] != expected:
