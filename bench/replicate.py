@@ -449,7 +449,7 @@ class Spy:
                     "--rate",
                     "200",
                     "--threads",
-                    "--nonblocking",
+                    *(["--native"] if os.environ.get("PYSPY_NATIVE") else ["--nonblocking"]),
                     "--output",
                     str(out),
                 ],
@@ -556,6 +556,14 @@ class Sshd:
         PROCS.stop(self.proc)
 
 
+def settle() -> None:
+    """Write back every dirty page before a timed step, so neither side pays for the previous
+    step's writes (A's ingest of 1 GB, rsync's copy): here the disk takes ~350-450 MB/s once
+    the kernel throttles writers, and a step started with a backlog was measured 30% slower."""
+    os.sync()
+    time.sleep(0.5)
+
+
 def count_files(root: Path) -> int:
     return sum(len(files) for _, _, files in os.walk(root))
 
@@ -583,6 +591,7 @@ def replicate_pair(
         b.start()
         # Let B's pull loop for A run its first (empty) round, so the clock measures transfer.
         wait_for(lambda: a.peer_id in b.api("GET", "/status")["peers"], 30, "B's first round")
+        settle()
         spy.start(label, [a, b])
         aview, bview = a.store(), b.store()
         before = aview.length(col)
@@ -905,6 +914,7 @@ def main() -> None:
             for r in range(args.runs):
                 dst = root / f"rsync-{label}"
                 shutil.rmtree(dst, ignore_errors=True)
+                settle()
                 dt, cpu_c, cpu_s_ = sshd.rsync(src, dst)  # type: ignore[union-attr]
                 rs_cpu.append(cpu_c + cpu_s_)
                 if count_files(dst) != nfiles:

@@ -67,6 +67,89 @@ def test_yamux_batching_is_process_wide_and_an_explicit_setting_wins(monkeypatch
     assert yamux._yamux_release_on_read() is False
 
 
+def test_yamux_frame_cap_is_the_module_global_write_reads():
+    """fastio.tune_yamux raises yamux.MAX_MESSAGE_SIZE; YamuxStream.write must read that global
+    on every call (not a copy taken at import) and the stock receiver must take frames up to
+    16 MiB, or the lever is silently gone."""
+    import inspect
+
+    from amanah.node.net.fastio import YAMUX_FRAME
+    from libp2p.stream_muxer.yamux import yamux
+
+    node()
+    assert yamux.MAX_MESSAGE_SIZE == YAMUX_FRAME
+    assert "MAX_MESSAGE_SIZE" in yamux.YamuxStream.write.__code__.co_names
+    assert yamux.MAX_WINDOW_SIZE == 16 << 20
+    assert "length > MAX_WINDOW_SIZE" in inspect.getsource(yamux.Yamux.handle_incoming)
+
+
+# A stock receiver in a process of its own: nothing of fastio is loaded there (tune_yamux is
+# process-wide), so this is what a peer running plain libp2p 0.8.1 sees of our large frames.
+STOCK_RECEIVER = """
+import hashlib, os, sys, trio
+from amanah.node.net import Network
+from libp2p.stream_muxer.yamux import yamux
+assert yamux.MAX_MESSAGE_SIZE == 64 * 1024 and "PY_YAMUX_RELEASE_ON_READ" not in os.environ
+net = Network(os.urandom(32), ["/ip4/127.0.0.1/tcp/0"], lambda p: p == sys.argv[1], fast_io=False)
+async def hasher(stream):
+    h = hashlib.sha256()
+    while frame := await stream.recv(1 << 21):
+        h.update(frame)
+    await stream.send(h.digest())
+net.handle("/amanah/test/1", hasher)
+async def main():
+    async with trio.open_nursery() as n:
+        addrs = await n.start(net.serve)
+        print(net.peer_id, addrs[0], flush=True)
+        await trio.sleep(60)
+trio.run(main)
+"""
+
+
+@trio_test(timeout=60)
+async def test_large_yamux_frames_reach_a_stock_receiver_in_another_process(monkeypatch):
+    import subprocess
+    import sys
+
+    from libp2p.stream_muxer.yamux import yamux
+
+    sent_frames: list[int] = []
+    write_frame = yamux.Yamux._write_frame
+
+    async def counting(self, data: bytes) -> None:
+        sent_frames.append(len(data))
+        await write_frame(self, data)
+
+    monkeypatch.setattr(yamux.Yamux, "_write_frame", counting)
+    us = node()
+    env = {k: v for k, v in os.environ.items() if k != "PY_YAMUX_RELEASE_ON_READ"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STOCK_RECEIVER, us.peer_id],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        line = await trio.to_thread.run_sync(proc.stdout.readline)
+        peer_id, addr = line.split()
+        us.allow.add(peer_id)
+        rng = random.Random(7)
+        want = hashlib.sha256()
+        async with serving(us):
+            async with await us.open(peer_id, [addr], PROTO) as s:
+                for size in (1 << 20, (1 << 20) + 300, 5, 3 << 20 >> 1):
+                    for _ in range(4):
+                        frame = rng.randbytes(min(size, (1 << 21) - 4))
+                        await s.send(frame)
+                        want.update(frame)
+                await s.close_write()
+                assert await s.recv(32) == want.digest()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert max(sent_frames) > 64 << 10  # the large frames were really used
+
+
 def test_stock_noise_session_has_the_attributes_batching_uses():
     """fastio.BatchingSession reads these undocumented attributes of the stock session."""
     import inspect

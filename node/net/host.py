@@ -42,7 +42,7 @@ from multiaddr import Multiaddr
 
 from . import compat
 from .errors import DialError, NetError, StreamBroken, StreamRefused, UntrustedPeer
-from .fastio import BufferedTCP, enable_yamux_batching
+from .fastio import BufferedTCP, tune_yamux
 from .framing import MAX_FRAME, FramedStream
 from .gate import TrustedNoise, check_trust
 
@@ -98,7 +98,7 @@ class Network:
         self._host: IHost | None = None
         self._serving = False
         if fast_io:
-            enable_yamux_batching()
+            tune_yamux()
 
     # -- running ---------------------------------------------------------------------------
 
