@@ -19,6 +19,8 @@ from amanah.node.net import (
     TrioByteStream,
     memory_pair,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from .netutil import trio_test
 
@@ -190,3 +192,74 @@ async def test_context_manager_closes_or_resets():
             raise RuntimeError("boom")
     with pytest.raises(StreamClosed):
         await c.recv(10)
+
+
+class ScriptedStream:
+    """A ByteStream handing out a wire in chunks of scripted sizes, whatever it is asked for
+    (a muxer may return more than the frame needs, or less)."""
+
+    def __init__(self, wire: bytes, sizes: list[int]) -> None:
+        self.wire, self.sizes, self.pos = wire, sizes, 0
+
+    async def read(self, max_bytes: int) -> bytes:
+        if self.pos >= len(self.wire):
+            return b""
+        n = self.sizes[self.pos % len(self.sizes)] if self.sizes else len(self.wire)
+        chunk = self.wire[self.pos : self.pos + max(1, n)]
+        self.pos += len(chunk)
+        return chunk
+
+    async def write(self, data: bytes) -> None:
+        raise AssertionError("not written to")
+
+    async def close_write(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def reset(self) -> None:
+        pass
+
+
+@given(
+    frames=st.lists(st.binary(min_size=1, max_size=300), min_size=1, max_size=12),
+    sizes=st.lists(st.integers(min_value=1, max_value=2000), max_size=6),
+)
+@settings(max_examples=300, deadline=None)
+def test_any_chunking_gives_the_same_frames_as_bytes(frames, sizes):
+    wire = b"".join(struct.pack(">I", len(f)) + f for f in frames)
+
+    async def main() -> list[bytes]:
+        framed = FramedStream(ScriptedStream(wire, sizes), "x")
+        out = []
+        while frame := await framed.recv(1000):
+            out.append(frame)
+        return out
+
+    got = trio.run(main)
+    assert got == frames
+    assert all(type(f) is bytes for f in got)
+
+
+@given(
+    chunks=st.lists(st.binary(max_size=50), max_size=10),
+    takes=st.lists(st.integers(min_value=0, max_value=120), max_size=10),
+)
+@settings(max_examples=300, deadline=None)
+def test_chunk_queue_takes_exactly_what_was_appended(chunks, takes):
+    from amanah.node.net.framing import ChunkQueue
+
+    q = ChunkQueue()
+    for c in chunks:
+        q.append(bytearray(c))
+    stream, pos = b"".join(chunks), 0
+    for n in takes:
+        if n > q.size:
+            with pytest.raises(ValueError):
+                q.take(n)
+            continue
+        got = q.take(n)
+        assert type(got) is bytes and got == stream[pos : pos + n]
+        pos += n
+        assert q.size == len(stream) - pos

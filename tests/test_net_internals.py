@@ -167,6 +167,39 @@ def test_stock_noise_session_has_the_attributes_batching_uses():
     assert {"local_peer", "remote_peer", "is_initiator"} <= set(
         inspect.signature(SecureSession.__init__).parameters
     )
+    # The cipher states the session calls directly, as NoiseConnection does after its check.
+    from noise.connection import NoiseConnection
+    from noise.state import CipherState
+
+    assert "cipher_state_decrypt.decrypt_with_ad(None, data)" in inspect.getsource(
+        NoiseConnection.decrypt
+    )
+    assert "cipher_state_encrypt.encrypt_with_ad(None, data)" in inspect.getsource(
+        NoiseConnection.encrypt
+    )
+    assert "self.n = self.n + 1" in inspect.getsource(CipherState.decrypt_with_ad)
+
+
+def test_yamux_frame_reads_go_through_the_patched_module_global():
+    from amanah.node.net import fastio
+    from libp2p.stream_muxer.yamux import yamux
+
+    node()
+    assert yamux.read_exactly is fastio._read_exactly
+    assert "read_exactly" in yamux.Yamux._read_data_body.__code__.co_names
+    assert "read_exactly" in yamux.Yamux.handle_incoming.__code__.co_names
+
+
+@trio_test()
+async def test_batching_session_refuses_a_tampered_message_like_the_stock_one():
+    from noise.exceptions import NoiseInvalidMessage
+
+    good = FakeNoise().encrypt(b"0123456789")
+    bad = good[:-1] + b"X"
+    raw = FakeRaw([len(good).to_bytes(2, "big") + good + len(bad).to_bytes(2, "big") + bad])
+    session = fake_session(raw)
+    with pytest.raises(NoiseInvalidMessage):
+        await session.read(20)
 
 
 def test_batching_session_falls_back_to_stock_for_anything_else():
@@ -293,15 +326,28 @@ class FakeRaw:
 
 
 class FakeNoise:
-    """Stands in for the Noise cipher state: a 16-byte tag, like ChaCha20-Poly1305's."""
+    """Stands in for the Noise cipher states: a 16-byte tag, like ChaCha20-Poly1305's, and a
+    refusal of a tampered tag, like its authentication failure."""
 
     def encrypt(self, data: bytes) -> bytes:
-        assert isinstance(data, bytes) and len(data) <= 65535 - 16
-        return data[::-1] + b"T" * 16
+        assert isinstance(data, bytes | memoryview) and len(data) <= 65535 - 16
+        return bytes(data)[::-1] + b"T" * 16
 
     def decrypt(self, data: bytes) -> bytes:
-        assert isinstance(data, bytes) and data.endswith(b"T" * 16)
+        data = bytes(data)
+        if not data.endswith(b"T" * 16):
+            from cryptography.exceptions import InvalidTag
+
+            raise InvalidTag
         return data[:-16][::-1]
+
+    def encrypt_with_ad(self, ad: None, data: bytes) -> bytes:
+        assert ad is None
+        return self.encrypt(data)
+
+    def decrypt_with_ad(self, ad: None, data: bytes) -> bytes:
+        assert ad is None
+        return self.decrypt(data)
 
 
 def fake_session(raw: FakeRaw):
@@ -310,8 +356,11 @@ def fake_session(raw: FakeRaw):
     from amanah.node.net.fastio import BatchingSession
     from libp2p.security.secure_session import SecureSession
 
+    fake = FakeNoise()
+    protocol = SimpleNamespace(cipher_state_encrypt=fake, cipher_state_decrypt=fake)
     conn = SimpleNamespace(
-        noise_state=FakeNoise(), read_writer=SimpleNamespace(read_write_closer=raw)
+        noise_state=SimpleNamespace(noise_protocol=protocol),
+        read_writer=SimpleNamespace(read_write_closer=raw),
     )
     stock = SecureSession.__new__(SecureSession)
     stock.__dict__.update(

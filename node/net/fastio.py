@@ -4,15 +4,16 @@ Measured on this machine (shared/notes/libp2p-0.8.1.md, bench/net_throughput.py)
 stack spends its time in per-message Python work, not in crypto. The receiver reads the 2-byte
 Noise length, then the Noise message, then yamux's 12-byte header, then its body, each with its
 own unbuffered socket read; the sender splits every 64 KiB yamux frame into two Noise messages
-and sends each with its own socket write. Three levers, all wire-compatible with stock peers
+and sends each with its own socket write. Five levers, all wire-compatible with stock peers
 (Noise messages, their sizes and nonces are exactly what the stock code produces):
 
 1. `BufferedTCP`: a TCP transport whose raw connections read ahead into a 256 KiB buffer, so
    the small reads are served from memory. Plugged in with `new_host(transports=[...])`.
 2. `BatchingSession`: after the stock Noise handshake, a secure session that encrypts a whole
    write into consecutive Noise messages sent with ONE socket write, and reads 256 KiB at a
-   time, decrypting every complete message it holds. It replaces the stock `SecureSession` and
-   uses three undocumented attributes of it (`conn`, `conn.noise_state`,
+   time, decrypting every complete message it holds, with as few copies as the work allows.
+   It replaces the stock `SecureSession` and uses undocumented attributes of it (`conn`,
+   `conn.noise_state.noise_protocol.cipher_state_encrypt|decrypt`,
    `conn.read_writer.read_write_closer`): `batching_session()` checks they are there and falls
    back to the stock session otherwise; tests/test_net_internals.py pins them to 0.8.1.
 3. `PY_YAMUX_RELEASE_ON_READ=0`: yamux then sends window updates in batches (go-yamux's
@@ -26,6 +27,9 @@ and sends each with its own socket write. Three levers, all wire-compatible with
    window the receiver granted, as the yamux spec requires; a stock 0.8.1 receiver takes any
    DATA frame up to 16 MiB, and go-yamux any frame within its window. Measured with
    bench/net_throughput.py: +20-50% on 1 MiB frames.
+5. yamux's frame reads (`read_exactly`, a module global of the yamux module) hand on what a
+   `BatchingSession` returns, which is already exactly the bytes asked for, instead of copying
+   it twice through a bytearray. Any other reader gets the stock helper.
 
 No lock is taken in the session: yamux serialises its writers (`_write_lock`) and has a single
 reader task per connection, and a trio.Lock here cost ~15% (it yields on every call).
@@ -37,14 +41,19 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from libp2p.abc import IRawConnection, ISecureConn
 from libp2p.io.abc import ReadWriteCloser
 from libp2p.io.exceptions import IncompleteReadError
+from libp2p.io.utils import read_exactly as _stock_read_exactly
 from libp2p.network.connection.raw_connection import RawConnection
 from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH
 from libp2p.security.secure_session import SecureSession
 from libp2p.transport.tcp.tcp import TCP, TCPListener
 from multiaddr import Multiaddr
+from noise.exceptions import NoiseInvalidMessage
+
+from .framing import ChunkQueue
 
 READ_AHEAD = 256 << 10
 #: The largest yamux DATA frame we send, its 12-byte header included: a 1 MiB block's sync
@@ -115,7 +124,14 @@ def _buffered(conn: IRawConnection) -> IRawConnection:
 
 
 class BatchingSession(SecureSession):
-    """A Noise transport session: one socket write per write, decrypts in batches on read."""
+    """A Noise transport session: one socket write per write, decrypts in batches on read.
+
+    Copies are kept to what the work needs: messages are encrypted from and decrypted out of
+    memoryviews of the buffers they are in (the Noise cipher states are called directly, as
+    the stock `NoiseConnection.encrypt/decrypt` would after their bytes-only type check), a
+    received chunk is copied only for a message split across two reads, and `read(n)` joins
+    the decrypted messages it spans once (`ChunkQueue`).
+    """
 
     def __init__(self, stock: SecureSession) -> None:
         super().__init__(
@@ -126,93 +142,105 @@ class BatchingSession(SecureSession):
             is_initiator=stock.is_initiator,
             conn=stock.conn,
         )
-        state = stock.conn.noise_state  # type: ignore[attr-defined]
-        self._encrypt = state.encrypt
-        self._decrypt = state.decrypt
+        protocol = stock.conn.noise_state.noise_protocol  # type: ignore[attr-defined]
+        self._encrypt = protocol.cipher_state_encrypt.encrypt_with_ad
+        self._decrypt = protocol.cipher_state_decrypt.decrypt_with_ad
         self._raw: ReadWriteCloser = stock.conn.read_writer.read_write_closer  # type: ignore[attr-defined]
-        self._cipher = bytearray()  # bytes read, not yet a complete Noise message
-        self._plain = b""  # decrypted, not yet returned
-        self._plain_pos = 0
+        self._partial = bytearray()  # the start of a Noise message split across reads
+        self._plain = ChunkQueue()  # decrypted, not yet returned
 
     async def write(self, data: bytes) -> None:
+        encrypt = self._encrypt
         if len(data) <= MAX_PLAINTEXT_LENGTH:
-            msg = self._encrypt(bytes(data))
+            msg = encrypt(None, data)
             await self._raw.write(len(msg).to_bytes(_NOISE_LEN, "big") + msg)
             return
         parts = []
-        for start in range(0, len(data), MAX_PLAINTEXT_LENGTH):
-            msg = self._encrypt(bytes(data[start : start + MAX_PLAINTEXT_LENGTH]))
-            parts.append(len(msg).to_bytes(_NOISE_LEN, "big"))
-            parts.append(msg)
+        with memoryview(data) as view:
+            for start in range(0, len(data), MAX_PLAINTEXT_LENGTH):
+                msg = encrypt(None, view[start : start + MAX_PLAINTEXT_LENGTH])
+                parts.append(len(msg).to_bytes(_NOISE_LEN, "big"))
+                parts.append(msg)
         await self._raw.write(b"".join(parts))
 
     async def read(self, n: int | None = None) -> bytes:
         if n == 0:
             return b""
-        if self._plain_pos >= len(self._plain):
-            if not await self._pull():
-                raise IncompleteReadError(
-                    "Connection closed", expected_bytes=n or 1, received_bytes=0
-                )
+        plain = self._plain
+        if not plain.size and not await self._pull():
+            raise IncompleteReadError("Connection closed", expected_bytes=n or 1, received_bytes=0)
         if n is None:
-            return self._take(len(self._plain) - self._plain_pos)
-        out = self._take(n)
-        if len(out) == n:
-            return out
+            return plain.take(plain.size)
         # Callers (yamux) expect exactly n bytes, as from the stock session.
-        parts = [out]
-        got = len(out)
-        while got < n:
+        while plain.size < n:
             if not await self._pull():
                 raise IncompleteReadError(
-                    f"Connection closed after {got} of {n} bytes",
+                    f"Connection closed after {plain.size} of {n} bytes",
                     expected_bytes=n,
-                    received_bytes=got,
+                    received_bytes=plain.size,
                 )
-            piece = self._take(n - got)
-            parts.append(piece)
-            got += len(piece)
-        return b"".join(parts)
-
-    def _take(self, n: int) -> bytes:
-        start = self._plain_pos
-        chunk = self._plain[start : start + n]
-        self._plain_pos = start + len(chunk)
-        return chunk
+        return plain.take(n)
 
     async def _pull(self) -> bool:
-        """Decrypt every complete Noise message buffered, reading more until there is one."""
+        """Read until at least one more Noise message is complete; decrypt every complete one.
+        False at the end of the connection."""
         while True:
-            cipher = self._cipher
-            pos, size = 0, len(cipher)
-            out = []
-            with memoryview(cipher) as view:  # released before the buffer is resized below
-                while size - pos >= _NOISE_LEN:
-                    end = pos + _NOISE_LEN + ((cipher[pos] << 8) | cipher[pos + 1])
-                    if end > size:
-                        break
-                    plain = self._decrypt(bytes(view[pos + _NOISE_LEN : end]))
-                    if plain:  # an empty message carries no bytes: skip it
-                        out.append(plain)
-                    pos = end
-            if pos:
-                del cipher[:pos]
-            if out:
-                self._plain = out[0] if len(out) == 1 else b"".join(out)
-                self._plain_pos = 0
-                return True
             data = await self._raw.read(READ_AHEAD)
             if not data:
                 return False
-            cipher += data
+            if self._open_all(data):
+                return True
+
+    def _open_all(self, data: bytes) -> bool:
+        """Decrypt the messages `data` completes; keep the start of a message it leaves
+        incomplete. True if any message was completed."""
+        opened = False
+        pos, size = 0, len(data)
+        with memoryview(data) as view:
+            part = self._partial
+            if part:  # finish the message the previous read left incomplete
+                if len(part) < _NOISE_LEN:
+                    pos = min(_NOISE_LEN - len(part), size)
+                    part += view[:pos]
+                if len(part) >= _NOISE_LEN:
+                    end = _NOISE_LEN + ((part[0] << 8) | part[1])
+                    take = min(end - len(part), size - pos)
+                    part += view[pos : pos + take]
+                    pos += take
+                    if len(part) == end:
+                        with memoryview(part) as whole:
+                            self._open(whole[_NOISE_LEN:])
+                        self._partial = bytearray()
+                        opened = True
+                if pos == size:
+                    return opened
+            while size - pos >= _NOISE_LEN:
+                end = pos + _NOISE_LEN + ((data[pos] << 8) | data[pos + 1])
+                if end > size:
+                    break
+                self._open(view[pos + _NOISE_LEN : end])
+                opened = True
+                pos = end
+            if pos < size:
+                self._partial = bytearray(view[pos:])
+        return opened
+
+    def _open(self, message: memoryview) -> None:
+        try:
+            plain = self._decrypt(None, message)
+        except InvalidTag:
+            raise NoiseInvalidMessage("Failed authentication of message") from None
+        self._plain.append(plain)  # an empty message carries no bytes: append skips it
 
 
 def batching_session(conn: ISecureConn) -> ISecureConn:
     """`conn` as a `BatchingSession`, or unchanged if it is not the stock Noise session."""
     inner = getattr(conn, "conn", None)
+    protocol = getattr(getattr(inner, "noise_state", None), "noise_protocol", None)
     if (
         type(conn) is SecureSession
-        and hasattr(inner, "noise_state")
+        and hasattr(getattr(protocol, "cipher_state_encrypt", None), "encrypt_with_ad")
+        and hasattr(getattr(protocol, "cipher_state_decrypt", None), "decrypt_with_ad")
         and hasattr(getattr(inner, "read_writer", None), "read_write_closer")
     ):
         return BatchingSession(conn)
@@ -225,6 +253,15 @@ def tune_yamux() -> None:
     from libp2p.stream_muxer.yamux import yamux
 
     os.environ.setdefault("PY_YAMUX_RELEASE_ON_READ", "0")
-    # A module global that YamuxStream.write reads on every call (pinned by
-    # tests/test_net_internals.py).
+    # Module globals that yamux reads on every call (pinned by tests/test_net_internals.py).
     yamux.MAX_MESSAGE_SIZE = max(yamux.MAX_MESSAGE_SIZE, YAMUX_FRAME)
+    yamux.read_exactly = _read_exactly
+
+
+async def _read_exactly(reader: Any, n: int, retry_count: int = 100) -> bytes:
+    """yamux's frame reads: a `BatchingSession` already returns exactly n bytes (or raises
+    IncompleteReadError), so its result is handed on as it is; the stock helper would copy it
+    twice more through a bytearray. Any other reader gets the stock helper."""
+    if type(reader) is BatchingSession:
+        return await reader.read(n)
+    return await _stock_read_exactly(reader, n, retry_count)

@@ -7,8 +7,10 @@ never empty anyway.
 
 The receiver states a cap on every read (`recv(max_size)`) and the length is checked against it
 before a single byte of the body is read, so a peer announcing a 1 GiB frame costs us 4 bytes.
-Reads ask the stream for at most max(what the frame still needs, 64 KiB), so what is buffered
-beyond the current frame is bounded too.
+Reads ask the stream for what the frame still needs plus up to 4 MiB (a muxer then hands over
+everything it holds at once, with one copy), so what is buffered beyond the current frame is
+bounded too. Received chunks are kept as they come (`ChunkQueue`) and each frame's payload is
+cut out of them with a single copy.
 
 `FramedStream` runs over anything with the small `ByteStream` interface: the libp2p adapter in
 host.py, or `TrioByteStream` over a trio stream (a TCP socket, or the memory pair that
@@ -18,6 +20,7 @@ host.py, or `TrioByteStream` over a trio stream (a TCP socket, or the memory pai
 from __future__ import annotations
 
 import types
+from collections import deque
 from typing import Protocol
 
 import trio
@@ -27,8 +30,12 @@ from .errors import FrameError, StreamBroken, StreamClosed
 #: Default cap on a frame this side sends (and a sensible cap for receivers): 16 MiB.
 MAX_FRAME = 16 << 20
 HEADER_SIZE = 4
-# Reads smaller than this cost more in per-call work (yamux, locks) than in copying.
-_MIN_READ = 64 << 10
+# Asked for beyond what the current frame needs: a yamux stream returns its whole buffer (one
+# copy) when asked for at least that much, and a slice of it (two copies) otherwise.
+_READ_SLACK = 4 << 20
+# A socket read allocates all it is asked for before it shrinks to what came: TrioByteStream
+# asks for at most this.
+TRIO_READ = 256 << 10
 
 
 class ByteStream(Protocol):
@@ -44,6 +51,61 @@ class ByteStream(Protocol):
     async def close_write(self) -> None: ...
     async def close(self) -> None: ...
     async def reset(self) -> None: ...
+
+
+class ChunkQueue:
+    """Bytes that arrived in chunks, taken out in exact sizes, each take copying once.
+
+    A take that falls inside one chunk is a slice of it (or the chunk itself, when it is exactly
+    that chunk); one spanning chunks is a single join of memoryviews of them.
+    """
+
+    def __init__(self) -> None:
+        self._chunks: deque[bytes] = deque()
+        self._pos = 0  # where the first chunk's untaken bytes start
+        self.size = 0  # bytes held, not yet taken
+
+    def append(self, chunk: bytes | bytearray | memoryview) -> None:
+        if type(chunk) is not bytes:  # e.g. a memory stream's bytearray: takes are immutable
+            chunk = bytes(chunk)
+        if chunk:
+            self._chunks.append(chunk)
+            self.size += len(chunk)
+
+    def take(self, n: int) -> bytes:
+        """The next `n` bytes (ValueError if fewer are held)."""
+        if not 0 <= n <= self.size:
+            raise ValueError(f"take({n}) with {self.size} bytes held")
+        if n == 0:
+            return b""
+        chunks, pos = self._chunks, self._pos
+        self.size -= n
+        first = chunks[0]
+        rest = len(first) - pos
+        if rest > n:
+            self._pos = pos + n
+            return first[pos : pos + n]
+        chunks.popleft()
+        self._pos = 0
+        if rest == n:
+            return first[pos:] if pos else first
+        parts: list[bytes | memoryview] = [memoryview(first)[pos:]]
+        got = rest
+        while got < n:
+            chunk = chunks[0]
+            if got + len(chunk) <= n:
+                parts.append(chunk)
+                got += len(chunk)
+                chunks.popleft()
+            else:
+                parts.append(memoryview(chunk)[: n - got])
+                self._pos = n - got
+                got = n
+        return b"".join(parts)
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._pos = self.size = 0
 
 
 class FramedStream:
@@ -66,7 +128,7 @@ class FramedStream:
         self.protocol = protocol
         self.max_frame = max_frame
         self._stream = stream
-        self._buf = bytearray()
+        self._received = ChunkQueue()  # bytes read, not yet returned
         self._send_lock = trio.Lock()
         self._recv_lock = trio.Lock()
         self._write_closed = False
@@ -102,23 +164,20 @@ class FramedStream:
                 raise StreamClosed("this stream was closed")
             if self._eof:
                 return b""
+            received = self._received
             if not await self._fill(HEADER_SIZE):
-                if self._buf:
-                    await self._fail(f"stream ended inside a frame header ({len(self._buf)} B)")
+                if received.size:
+                    await self._fail(f"stream ended inside a frame header ({received.size} B)")
                 self._eof = True
                 return b""
-            n = int.from_bytes(self._buf[:HEADER_SIZE], "big")
+            n = int.from_bytes(received.take(HEADER_SIZE), "big")
             if n == 0:
                 await self._fail("empty frame")
             if n > max_size:
                 await self._fail(f"frame of {n} bytes announced, over the cap of {max_size}")
-            end = HEADER_SIZE + n
-            if not await self._fill(end):
-                await self._fail(f"stream ended inside a frame ({len(self._buf) - 4} of {n} B)")
-            with memoryview(self._buf) as view:
-                payload = bytes(view[HEADER_SIZE:end])
-            del self._buf[:end]
-            return payload
+            if not await self._fill(n):
+                await self._fail(f"stream ended inside a frame ({received.size} of {n} B)")
+            return received.take(n)
 
     async def close_write(self) -> None:
         """Send no more frames: the peer's `recv` returns b"" after the last one. Reads go on."""
@@ -159,15 +218,16 @@ class FramedStream:
 
     async def _fill(self, size: int) -> bool:
         """Buffer at least `size` bytes; False if the stream ended first."""
-        while len(self._buf) < size:
-            chunk = await self._stream.read(max(size - len(self._buf), _MIN_READ))
+        received = self._received
+        while received.size < size:
+            chunk = await self._stream.read(size - received.size + _READ_SLACK)
             if not chunk:
                 return False
-            self._buf += chunk
+            received.append(chunk)
         return True
 
     async def _fail(self, why: str) -> None:
-        self._buf = bytearray()
+        self._received.clear()
         self._closed = True
         # Shielded: the peer must learn the stream is dead even if we are being cancelled.
         with trio.CancelScope(shield=True):
@@ -186,7 +246,7 @@ class TrioByteStream:
 
     async def read(self, max_bytes: int) -> bytes:
         try:
-            return await self._stream.receive_some(max_bytes)
+            return await self._stream.receive_some(min(max_bytes, TRIO_READ))
         except trio.BrokenResourceError as e:
             raise StreamBroken(str(e) or "stream broken") from e
 
