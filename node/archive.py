@@ -114,7 +114,7 @@ class Archive:
         txn: lmdb.Transaction,
         state: CollectionState,
         entry: Entry,
-        signed_here: bool = False,
+        signature_checked: bool = False,
         save_state: bool = True,
     ) -> None:
         """Check `entry` against `state` (which advances) and store it.
@@ -122,7 +122,7 @@ class Archive:
         `save_state=False` defers writing the advanced state to a later `save_state` call in the
         same transaction (a batch of appends writes it once).
         """
-        state.apply(entry, signed_here)
+        state.apply(entry, signature_checked)
         self._write(txn, state, entry)
         if save_state:
             self.save_state(txn, state)
@@ -145,7 +145,7 @@ class Archive:
             raise FormatError("only the owner appends to a collection's log")
         body = log.next_body(state, type_, at, **fields)
         entry = log.make_entry(identity.signing_key, body, validate=type_ != "item")
-        self.append_entry(txn, state, entry, signed_here=True, save_state=save_state)
+        self.append_entry(txn, state, entry, signature_checked=True, save_state=save_state)
         if save_state:  # the owner's own append stores all it names: completeness carries over
             self.advance_complete(txn, state.id, state.length - 1, state.length)
         return entry

@@ -17,6 +17,7 @@ import ctypes.util
 import errno
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -86,6 +87,8 @@ class Store:
             raise HomeError(f"cannot open the store at {path}: {exc}") from None
         self.env.reader_check()
         self._data_path = str((path / "data.mdb").resolve())
+        self._map_ranges: list[tuple[int, int]] | None = None  # see release_map
+        self._map_lock = threading.Lock()
         try:
             self.db = {name.decode(): self.env.open_db(name) for name in DATABASES}
             with self.env.begin(write=True, db=self.db["meta"]) as txn:
@@ -107,7 +110,15 @@ class Store:
             raise
 
     def close(self) -> None:
-        self.env.close()
+        with self._map_lock:
+            self._map_ranges = []
+            self.env.close()
+
+    def _remap(self) -> None:
+        """Map the store again at the size another process grew it to (LMDB moves the map)."""
+        with self._map_lock:
+            self._map_ranges = None
+            self.env.set_mapsize(0)
 
     def release_map(self) -> None:
         """Drop this process's resident pages of the LMDB map (they stay in the page cache).
@@ -122,14 +133,22 @@ class Store:
         """
         if _madvise is None:
             return
+        # The ranges are found once: LMDB maps the file when it opens it and moves the map only
+        # in set_mapsize, which only _remap calls, under the same lock, forgetting them. A stale
+        # range must never be advised: on private anonymous memory MADV_DONTNEED zeroes it.
+        with self._map_lock:
+            if self._map_ranges is None:
+                self._map_ranges = self._find_map_ranges()
+            for start, end in self._map_ranges:
+                _madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_DONTNEED)
+
+    def _find_map_ranges(self) -> list[tuple[int, int]]:
         try:
             with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
-                ranges = [line.split()[0] for line in f if line.rstrip().endswith(self._data_path)]
+                found = [line.split()[0] for line in f if line.rstrip().endswith(self._data_path)]
         except OSError:
-            return
-        for r in ranges:
-            start, end = (int(x, 16) for x in r.split("-"))
-            _madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_DONTNEED)
+            return []
+        return [(int(r.split("-")[0], 16), int(r.split("-")[1], 16)) for r in found]
 
     @contextmanager
     def write(self) -> Iterator[lmdb.Transaction]:
@@ -137,7 +156,7 @@ class Store:
         try:
             txn = self.env.begin(write=True)
         except lmdb.MapResizedError:
-            self.env.set_mapsize(0)
+            self._remap()
             txn = self.env.begin(write=True)
         try:
             yield txn
@@ -159,7 +178,7 @@ class Store:
         try:
             txn = self.env.begin()
         except lmdb.MapResizedError:
-            self.env.set_mapsize(0)
+            self._remap()
             txn = self.env.begin()
         try:
             yield txn

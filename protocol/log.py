@@ -357,11 +357,13 @@ class CollectionState:
         """Who holds the current key: the owner, and every peer granted read."""
         return sorted({self.owner} | {p for p, r in self.grants.items() if r == "read"})
 
-    def apply(self, entry: Entry, signed_here: bool = False) -> None:
+    def apply(self, entry: Entry, signature_checked: bool = False) -> None:
         """Check that `entry` may follow, then advance. Raises ChainError or SignatureError.
 
-        `signed_here` skips the signature check for an entry this process has just signed with
-        the owner's key (re-verifying our own signature costs a third of a small item's ingest).
+        `signature_checked` skips the signature check, for an entry this process has just signed
+        with the owner's key (re-verifying our own signature costs a third of a small item's
+        ingest) or has already checked against `self.owner` with `verify_entry` (a replica
+        checks a batch of received entries on several threads first).
         """
         b = entry.body
         if entry.type == "genesis":
@@ -372,7 +374,7 @@ class CollectionState:
             raise ChainError(f"entry at position {b['seq']} where {self.length} was expected")
         if b["prev"] != self.head:
             raise ChainError("entry does not chain to the previous entry")
-        if not signed_here:
+        if not signature_checked:
             verify_entry(entry, self.owner)
         public = self.tier == "public"
         if entry.type == "redact":

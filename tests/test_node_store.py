@@ -70,3 +70,42 @@ def test_full_map_is_store_full_and_rolled_back(tmp_path):
             txn.put(b"after", b"y", db=db)
     finally:
         store.close()
+
+
+def _mapped_kib(path) -> int:
+    """Resident KiB of this process's mappings of `path`'s data.mdb (from /proc/self/smaps)."""
+    data = str((path / "data.mdb").resolve())
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            if "-" in line.split()[0] and len(line.split()) >= 5:
+                inside = line.rstrip().endswith(data)
+            elif inside and line.startswith("Rss:"):
+                total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="Linux only")
+def test_release_map_drops_resident_pages_and_follows_a_remap(tmp_path):
+    store = Store(tmp_path, 1 << 30, create=True)
+    value = os.urandom(MAX_VALUE)
+    with store.write() as txn:
+        for i in range(512):  # 32 MiB
+            txn.put(i.to_bytes(4, "big"), value, db=store.db["meta"])
+
+    def read_all() -> None:
+        with store.read() as txn:
+            for i in range(512):
+                assert txn.get(i.to_bytes(4, "big"), db=store.db["meta"]) == value
+
+    read_all()
+    assert _mapped_kib(tmp_path) > 16 << 10
+    store.release_map()
+    assert _mapped_kib(tmp_path) < 1 << 10
+    store._remap()  # the map moves: the ranges are found again, never advised stale
+    read_all()
+    store.release_map()
+    assert _mapped_kib(tmp_path) < 1 << 10
+    read_all()  # what was released reads back the same
+    store.close()
+    store.release_map()  # a no-op once closed

@@ -454,14 +454,14 @@ def test_an_entry_re_signed_by_a_non_owner_is_refused():
     chain.add("item", item=ids.sha256_id(b"x"))
 
 
-def test_signed_here_skips_only_the_signature_check():
+def test_signature_checked_skips_only_the_signature_check():
     chain = Log("public")
     entry = chain.entry("item", signer=A, item=ids.sha256_id(b"x"))
-    chain.state.apply(entry, signed_here=True)
+    chain.state.apply(entry, signature_checked=True)
     wrong = chain.entry("item", item=ids.sha256_id(b"x"))
     chain.state.length += 1  # the entry no longer fits
     with pytest.raises(ChainError):
-        chain.state.apply(wrong, signed_here=True)
+        chain.state.apply(wrong, signature_checked=True)
 
 
 # --- chain rules ------------------------------------------------------------------------------
@@ -845,3 +845,21 @@ def test_genesis_of_any_owner_name_and_time_round_trips(owner, name, at):
     assert parsed.id == g.id
     state = CollectionState.from_genesis(parsed)
     assert state.owner == pk(owner) and parsed.body["name"] == name
+
+
+@pytest.mark.parametrize("count", [10, 200])  # checked on the calling thread, and in parallel
+def test_replica_checks_batches_of_signatures_and_finds_any_forged_one(count):
+    from amanah.node.replicate import VERIFY_PARALLEL_FROM, check_signatures
+
+    assert (count >= VERIFY_PARALLEL_FROM) == (count == 200)
+    chain = Log("public")
+    entries = [chain.item() for _ in range(count)]
+    check_signatures(entries, pk(OWNER))
+    with pytest.raises(SignatureError):
+        check_signatures(entries, pk(STRANGER))  # the owner's key, not anyone's
+    for at in (0, count // 2, count - 1):
+        forged = list(entries)
+        e = forged[at]
+        forged[at] = log.Entry(e.body, bytes(64), e.raw, e.id)
+        with pytest.raises(SignatureError):
+            check_signatures(forged, pk(OWNER))
