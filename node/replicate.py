@@ -48,6 +48,7 @@ BLOCK_BATCH_COUNT = 4096  # blocks per storing transaction, at most
 SMALL_BLOCK = 64 << 10  # blocks up to this size are asked for together (blocks?)
 SMALL_IN_FLIGHT = 4  # blocks? requests outstanding
 RECORDS_IN_FLIGHT = 4  # records? requests outstanding
+LOG_IN_FLIGHT = 4  # log? requests outstanding
 IDLE = 120  # seconds a server waits for the next request
 ANSWER_TIMEOUT = 60  # seconds a puller waits for an answer
 MAX_LOG_ROUND = 200_000  # entries fetched and verified in memory per round (~60 MB at most)
@@ -442,25 +443,36 @@ class Puller:
         self.result.forks.append(text)
 
     async def _pull_log(self, col: bytes, start: int, length: int) -> None:
-        """Fetch entries [start, length), verify them all, store them in one transaction."""
+        """Fetch entries [start, length), LOG_IN_FLIGHT requests on their way, verify them all,
+        store them in one transaction."""
         entries: list[Entry] = []
-        position = start
+        asked: list[int] = []  # the `from` of each request on its way, in order
+        position = start  # the next entry to parse
+        next_ask = start
         while position < length:
-            limit = min(msg.ENTRIES_PER_RESPONSE, length - position)
-            reply = await self._ask(
-                msg.encode("log?", col=col, limit=limit, **{"from": position}),
-                "entries",
-                msg.MAX_ENTRIES_RESPONSE,
-            )
-            if reply["col"] != col or reply["from"] != position or not reply["entries"]:
+            if not asked:  # every answer is in: ask on from the first entry still missing
+                next_ask = position
+            while next_ask < length and len(asked) < LOG_IN_FLIGHT:
+                limit = min(msg.ENTRIES_PER_RESPONSE, length - next_ask)
+                await self.stream.send(
+                    msg.encode("log?", col=col, limit=limit, **{"from": next_ask})
+                )
+                asked.append(next_ask)
+                next_ask += limit
+            reply = await self._answer("entries", msg.MAX_ENTRIES_RESPONSE)
+            if reply["col"] != col or reply["from"] != asked.pop(0) or not reply["entries"]:
                 raise PeerViolation("the log range answered is not the one asked for")
-            for raw in reply["entries"]:
+            if reply["from"] != position:
+                # An earlier answer was shorter than asked for (the peer's size cap): this one
+                # does not follow on; the gap is asked for once the answers on their way are in.
+                continue
+            for raw in reply["entries"][: length - position]:
                 try:
                     entries.append(log.parse_entry(raw))
                 except FormatError as exc:
                     raise PeerViolation(f"invalid log entry at {position}: {exc}") from None
                 position += 1
-        await self._store_entries(col, start, entries[: length - start])
+        await self._store_entries(col, start, entries)
 
     async def _store_entries(self, col: bytes, start: int, entries: list[Entry]) -> None:
         try:

@@ -62,7 +62,7 @@ def is_complete(node: Node, txn: lmdb.Transaction, state: CollectionState) -> bo
         rec = txn.get(body["item"], db=db["records"])
         if rec is None:
             return False
-        record_ = item_mod.parse_record(bytes(rec))
+        record_ = item_mod.stored_record(bytes(rec), body["item"])  # checked when stored
         blocks = known_blocks(node, txn, record_)
         if len(blocks) < record_.block_count + len(record_.manifest_ids()):
             return False  # a manifest is still missing

@@ -310,3 +310,34 @@ def test_a_peer_only_ever_revoked_cannot_pull_a_collection_it_never_held(tmp_pat
     assert caught.group_contains(replicate.PeerViolation, match="never granted", depth=None)
     with b.store.read() as txn:
         assert b.archive.states(txn) == []
+
+
+def test_log_answers_cut_short_by_the_size_cap_are_asked_for_again(two, tmp_path, monkeypatch):
+    """Log requests are pipelined; when the server's size cap cuts answers short, the answers
+    already on their way no longer follow on and the gap is asked for again."""
+    a, b = two
+    col = collections.create(a, "many", "public")
+    files = []
+    for i in range(60):
+        p = tmp_path / f"f{i}.txt"
+        p.write_bytes(os.urandom(64))
+        files.append(p)
+    ingest.add(a, col, ingest.gather(files), {"title_en": "x"})
+    grants.share(a, col, b.peer_id)
+    monkeypatch.setattr(msg, "ENTRIES_PER_RESPONSE", 10)  # several requests on their way
+    monkeypatch.setattr(msg, "MAX_ENTRIES_RESPONSE", 4096 + 2000)  # fewer entries an answer
+    asked: list[int] = []
+    encode = msg.encode
+
+    def counting(t: str, **fields):  # noqa: ANN202
+        if t == "log?":
+            asked.append(fields["from"])
+        return encode(t, **fields)
+
+    monkeypatch.setattr(msg, "encode", counting)
+    result = trio.run(pull, b, a)
+    with a.store.read() as txn:
+        want = a.archive.state(txn, col.id).length
+    assert result.entries == want == 62
+    assert any(f % 10 for f in asked)  # a gap left by a short answer was asked for again
+    assert verify_all(b).ok
