@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -169,14 +169,15 @@ class Server:
                     records.append(raw)
                 return [msg.encode("records", records=records)]
             if t == "block?":
-                data = self._block(txn, request["item"], request["id"])
+                data = self._block(txn, request["item"], request["id"], {})
                 return [msg.encode("block", id=request["id"], data=data)]
             if t == "blocks?":
                 # Small blocks together: a prefix that fits the cap (the puller asks again).
                 found: list[bytes | None] = []
                 size = 0
+                states: dict[bytes, CollectionState | None] = {}
                 for item_id, block_id in request["want"]:
-                    data = self._block(txn, item_id, block_id)
+                    data = self._block(txn, item_id, block_id, states)
                     size += len(data or b"") + 8
                     if found and size > msg.MAX_BLOCKS_RESPONSE - 4096:
                         break
@@ -191,12 +192,25 @@ class Server:
         raw = txn.get(item_id, db=self.node.store.db["records"])
         return bytes(raw) if raw is not None else None
 
-    def _block(self, txn: lmdb.Transaction, item_id: bytes, block_id: bytes) -> bytes | None:
+    def _block(
+        self,
+        txn: lmdb.Transaction,
+        item_id: bytes,
+        block_id: bytes,
+        states: dict[bytes, CollectionState | None],
+    ) -> bytes | None:
+        """The block if the peer may have it. `states` caches `_state` answers within one read
+        transaction (one request): they cannot change inside it."""
         # Re-checked on every request: a grant revoked or an item redacted mid-session stops it.
         if txn.get(item_id, db=self.node.store.db["redacted"]) is not None:
             return None
         where = txn.get(item_id, db=self.node.store.db["items"])
-        if where is None or self._state(txn, bytes(where[:-8])) is None:
+        if where is None:
+            return None
+        col = bytes(where[:-8])
+        if col not in states:
+            states[col] = self._state(txn, col)
+        if states[col] is None:
             return None
         allowed = self._allowed_items.get(item_id)
         if allowed is None:
@@ -237,27 +251,58 @@ _verifiers: ThreadPoolExecutor | None = None
 _verifiers_lock = threading.Lock()
 
 
-def check_signatures(entries: list[Entry], owner: bytes) -> None:
-    """Check every entry's signature against the collection owner's key, on VERIFY_THREADS
-    threads for a large batch. Raises SignatureError (a FormatError) for the first bad one.
-    Only the signatures: the chain and the rules are checked when the entries are applied."""
+def _verifier_pool() -> ThreadPoolExecutor:
     global _verifiers
-    if len(entries) < VERIFY_PARALLEL_FROM:
-        for entry in entries:
-            log.verify_entry(entry, owner)
-        return
     with _verifiers_lock:
         if _verifiers is None:
             _verifiers = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="amanah-verify")
-    step = -(-len(entries) // VERIFY_THREADS)
+        return _verifiers
 
-    def check(part: list[Entry]) -> None:
-        for entry in part:
-            log.verify_entry(entry, owner)
 
-    parts = [entries[i : i + step] for i in range(0, len(entries), step)]
-    for done in [_verifiers.submit(check, part) for part in parts]:
-        done.result()
+def _check_all(entries: list[Entry], owner: bytes) -> None:
+    for entry in entries:
+        log.verify_entry(entry, owner)
+
+
+class SignatureChecks:
+    """Signature checks of received entries against one owner key, started batch by batch as
+    the entries arrive (on VERIFY_THREADS threads) and awaited all at once before storing.
+
+    Only the signatures: the chain and the rules are checked when the entries are applied.
+    """
+
+    def __init__(self, owner: bytes) -> None:
+        self.owner = owner
+        self._running: list[Future[None]] = []
+
+    def start(self, entries: list[Entry]) -> None:
+        pool = _verifier_pool()
+        step = max(VERIFY_PARALLEL_FROM, -(-len(entries) // VERIFY_THREADS))
+        for i in range(0, len(entries), step):
+            self._running.append(pool.submit(_check_all, entries[i : i + step], self.owner))
+
+    def wait(self) -> None:
+        """Raise SignatureError (a FormatError) if any entry started has a bad signature."""
+        running, self._running = self._running, []
+        failure: BaseException | None = None
+        for done in running:
+            try:
+                done.result()
+            except BaseException as exc:  # every check is waited for, the first failure kept
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+
+def check_signatures(entries: list[Entry], owner: bytes) -> None:
+    """Check every entry's signature against the collection owner's key; a large batch on
+    VERIFY_THREADS threads. Raises SignatureError (a FormatError) if any is bad."""
+    if len(entries) < VERIFY_PARALLEL_FROM:
+        _check_all(entries, owner)
+        return
+    checks = SignatureChecks(owner)
+    checks.start(entries)
+    checks.wait()
 
 
 def _manifest_len(record: item_mod.ItemRecord, manifest_id: bytes) -> int:
@@ -449,6 +494,9 @@ class Puller:
         asked: list[int] = []  # the `from` of each request on its way, in order
         position = start  # the next entry to parse
         next_ask = start
+        # Signatures are checked on other threads while later answers arrive and are parsed.
+        owner = await trio.to_thread.run_sync(self._owner, col)
+        checks = SignatureChecks(owner) if owner is not None else None
         while position < length:
             if not asked:  # every answer is in: ask on from the first entry still missing
                 next_ask = position
@@ -466,21 +514,37 @@ class Puller:
                 # An earlier answer was shorter than asked for (the peer's size cap): this one
                 # does not follow on; the gap is asked for once the answers on their way are in.
                 continue
+            first = len(entries)
             for raw in reply["entries"][: length - position]:
                 try:
                     entries.append(log.parse_entry(raw))
                 except FormatError as exc:
                     raise PeerViolation(f"invalid log entry at {position}: {exc}") from None
                 position += 1
-        await self._store_entries(col, start, entries)
+            if checks is None and entries[0].type == "genesis":
+                checks = SignatureChecks(entries[0].body["owner"])  # a new collection's owner
+            if checks is not None:
+                checks.start(entries[first:])
+        await self._store_entries(col, start, entries, checks)
 
-    async def _store_entries(self, col: bytes, start: int, entries: list[Entry]) -> None:
+    def _owner(self, col: bytes) -> bytes | None:
+        with self.node.store.read() as txn:
+            state = self.node.archive.state(txn, col)
+            return state.owner if state is not None else None
+
+    async def _store_entries(
+        self, col: bytes, start: int, entries: list[Entry], checks: SignatureChecks | None
+    ) -> None:
         try:
-            await trio.to_thread.run_sync(self._store_entries_txn, col, start, entries)
+            await trio.to_thread.run_sync(self._store_entries_txn, col, start, entries, checks)
         except _Fork:
             await self._find_fork(col, start + 1)
 
-    def _store_entries_txn(self, col: bytes, start: int, entries: list[Entry]) -> None:
+    def _store_entries_txn(
+        self, col: bytes, start: int, entries: list[Entry], checks: SignatureChecks | None
+    ) -> None:
+        """Store entries [start, start + len) all or nothing, each checked against the log.
+        `checks` holds their signature checks, already started against an owner key."""
         archive = self.node.archive
         count = len(entries)
         with self.node.store.write() as txn:
@@ -499,7 +563,10 @@ class Puller:
                     first = entries[0] if entries else None
                     if first is not None and first.body.get("prev") != state.head:
                         raise _Fork(first)
-                check_signatures(entries, state.owner)
+                if checks is not None and checks.owner == state.owner:
+                    checks.wait()
+                else:  # no checks started, or against another key than this log's owner
+                    check_signatures(entries, state.owner)
                 for entry in entries:
                     archive.append_entry(
                         txn, state, entry, signature_checked=True, save_state=False

@@ -863,3 +863,12 @@ def test_replica_checks_batches_of_signatures_and_finds_any_forged_one(count):
         forged[at] = log.Entry(e.body, bytes(64), e.raw, e.id)
         with pytest.raises(SignatureError):
             check_signatures(forged, pk(OWNER))
+
+
+def test_a_parsed_entry_keeps_exactly_the_bytes_its_signature_covers():
+    chain = Log("public")
+    for entry in [chain.genesis, chain.item(), chain.grant(A, "hold")]:
+        parsed = log.parse_entry(entry.raw)
+        assert parsed.signable == log._signable(parsed.body) == entry.signable
+        assert parsed.id == ids.sha256_id(parsed.signable) == entry.id
+        log.verify_entry(parsed, pk(OWNER))
