@@ -6,8 +6,8 @@ collection with a small item and a --size-mib original, starts the mirror's daem
 Then, in the same run:
 
 - item JSON: `wrk -t2 -c64 --latency` on /api/v1/items/ID (targets: >= 3,000 req/s, p99 < 50 ms);
-- download: `wrk -t1 -c1` and `-c4` on /api/v1/items/ID/content, and the same on nginx
-  (sendfile on) serving the same bytes from a plain file (target: >= 0.5x nginx).
+- download: `wrk -t1` with 1, 4 and 64 connections on /api/v1/items/ID/content, and the same
+  on nginx (sendfile on) serving the same bytes from a plain file (target: >= 0.5x nginx).
 
 Needs wrk and nginx on PATH (apt-get install wrk nginx-light); what is missing is skipped.
 The machine should be otherwise idle: both sides compete with wrk for the same cores.
@@ -32,6 +32,8 @@ import urllib.request
 from pathlib import Path
 
 PASSPHRASE = "bench passphrase"
+# Connections of the download figure: one client, a few, and the 64 of the JSON figure.
+DOWNLOAD_CONNS = (1, 4, 64)
 
 
 def amanah() -> list[str]:
@@ -123,7 +125,7 @@ def main() -> None:
             raise SystemExit("wrk is not installed (apt-get install wrk)")
         results["item_json"] = wrk(f"{base}/api/v1/items/{item}", 2, 64, args.duration)
         content = f"{base}/api/v1/items/{large}/content"
-        for conns in (1, 4):
+        for conns in DOWNLOAD_CONNS:
             results[f"download_c{conns}"] = wrk(content, 1, conns, args.duration)
         if shutil.which("nginx"):
             port = free_port()
@@ -138,7 +140,7 @@ def main() -> None:
                 ["nginx", "-c", str(conf), "-p", str(root)], stderr=subprocess.DEVNULL
             )
             time.sleep(0.5)
-            for conns in (1, 4):
+            for conns in DOWNLOAD_CONNS:
                 ref = wrk(f"http://127.0.0.1:{port}/big.bin", 1, conns, args.duration)
                 results[f"nginx_c{conns}"] = ref
                 results[f"ratio_c{conns}"] = results[f"download_c{conns}"]["mb_s"] / ref["mb_s"]
@@ -153,7 +155,7 @@ def main() -> None:
         return
     j = results["item_json"]
     print(f"item JSON (wrk -t2 -c64): {j['rps']:,.0f} req/s, p99 {j['p99_ms']:.1f} ms")
-    for conns in (1, 4):
+    for conns in DOWNLOAD_CONNS:
         ours = results[f"download_c{conns}"]["mb_s"]
         line = f"download {args.size_mib} MiB, {conns} connection(s): amanah {ours:,.0f} MB/s"
         if f"nginx_c{conns}" in results:
