@@ -170,7 +170,7 @@ class Server:
                 return [msg.encode("records", records=records)]
             if t == "block?":
                 data = self._block(txn, request["item"], request["id"], {})
-                return [msg.encode("block", id=request["id"], data=data)]
+                return [msg.encode_block(request["id"], data)]
             if t == "blocks?":
                 # Small blocks together: a prefix that fits the cap (the puller asks again).
                 found: list[bytes | None] = []

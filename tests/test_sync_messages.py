@@ -1,0 +1,78 @@
+"""The `block` answer's own encoder and decoder agree byte for byte with the generic ones."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from amanah.protocol import cbor, ids
+from amanah.protocol import sync as msg
+from amanah.protocol.errors import FormatError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+SIZES = [0, 1, 23, 24, 255, 256, 65_535, 65_536, 1 << 20, (1 << 20) + 16]
+
+
+def generic(frame: bytes) -> dict:
+    value = cbor.decode(frame, msg.MAX_BLOCK_RESPONSE)
+    msg._block(value)
+    return value
+
+
+@pytest.mark.parametrize("size", [*SIZES, None])
+def test_block_answers_encode_and_decode_as_the_generic_cbor(size):
+    block_id = ids.sha256_id(os.urandom(8))
+    data = None if size is None else os.urandom(size)
+    frame = msg.encode_block(block_id, data)
+    assert frame == msg.encode("block", id=block_id, data=data)
+    fast = msg._decode_block(frame)
+    assert fast is not None and fast == generic(frame)
+    assert msg.decode(frame, msg.MAX_BLOCK_RESPONSE, ("block",)) == fast
+    assert type(fast["id"]) is bytes and (data is None or type(fast["data"]) is bytes)
+
+
+def test_a_block_answer_over_the_size_limit_is_refused_on_the_fast_path_too():
+    frame = msg.encode_block(ids.sha256_id(b"x"), os.urandom((1 << 20) + 17))
+    with pytest.raises(FormatError):
+        msg.decode(frame, len(frame), ("block",))
+    with pytest.raises(FormatError):  # and the frame cap is checked first
+        msg.decode(frame, len(frame) - 1, ("block",))
+
+
+@pytest.mark.parametrize("n", [5, 30, 300])
+def test_non_canonical_lengths_take_the_generic_path_and_are_refused(n):
+    block_id = ids.sha256_id(b"y")
+    good = msg.encode_block(block_id, b"z" * n)
+    head = msg._bstr_head(n)
+    longer = (b"\x59" + n.to_bytes(2, "big")) if n < 256 else (b"\x5a" + n.to_bytes(4, "big"))
+    bad = good.replace(head + b"z" * n, longer + b"z" * n)
+    assert bad != good and msg._decode_block(bad) is None
+    with pytest.raises(FormatError):
+        msg.decode(bad, msg.MAX_BLOCK_RESPONSE, ("block",))
+
+
+@given(
+    data=st.one_of(st.none(), st.binary(max_size=600)),
+    cut=st.integers(min_value=0, max_value=700),
+    flip=st.integers(min_value=0, max_value=700),
+    extra=st.binary(max_size=3),
+)
+@settings(max_examples=400, deadline=None)
+def test_whatever_the_fast_decoder_accepts_the_generic_one_accepts_the_same(data, cut, flip, extra):
+    frame = bytearray(msg.encode_block(ids.sha256_id(b"w"), data))
+    if flip < len(frame):
+        frame[flip] ^= 0x01
+    frame = bytes(frame[: max(1, cut)] if cut < len(frame) else frame) + extra
+    fast = msg._decode_block(frame)
+    try:
+        full = generic(frame)
+    except FormatError:
+        full = None
+    if fast is not None:
+        assert full == fast
+    try:
+        got = msg.decode(frame, msg.MAX_BLOCK_RESPONSE, ("block",))
+    except FormatError:
+        got = None
+    assert got == full  # the fast path changes no answer, accepted or refused
