@@ -241,7 +241,12 @@ class P2P:
                 result.bytes,
                 took,
             )
-        self.last_result[peer_id] = {"ok": True, "at": time.time(), "forks": result.forks}
+        self.last_result[peer_id] = {
+            "ok": True,
+            "at": time.time(),
+            "forks": result.forks,
+            "invalid_items": result.invalid,
+        }
         return True
 
     # --- keeping up with the allow-list and local changes ----------------------------------------

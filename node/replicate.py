@@ -352,6 +352,9 @@ class PullResult:
     blocks: int = 0
     bytes: int = 0
     forks: list[str] = field(default_factory=list)
+    # Items whose record is the one the owner's log names but is not a valid record of the
+    # collection: the owner's doing, reported and skipped (SPEC 11.6.4).
+    invalid: list[str] = field(default_factory=list)
 
 
 class Puller:
@@ -662,16 +665,20 @@ class Puller:
                     continue  # the peer lacks it; another holder may have it
                 if ids.sha256_id(raw) != item_id:
                     raise PeerViolation(f"record does not match {ids.to_text('itm', item_id)}")
+                # From here the record is exactly the one the owner's signed entry names: if it
+                # is not a valid record of this collection, the owner made it so, not the peer.
                 try:
                     record = item_mod.parse_record(raw)
                 except FormatError as exc:
-                    raise PeerViolation(f"invalid record: {exc}") from None
+                    self._invalid(col, item_id, f"not a valid item record: {exc}")
+                    continue
                 if record.collection != col:
                     continue  # this log lists another collection's item: not ours to keep here
                 try:
                     check_fits(record, state)
                 except DamagedError as exc:
-                    raise PeerViolation(f"record refused: {exc}") from None
+                    self._invalid(col, item_id, f"does not fit its collection: {exc}")
+                    continue
                 if txn.get(item_id, db=db["redacted"]) is not None:
                     continue
                 txn.put(item_id, col + seq.to_bytes(8, "big"), db=db["items"])  # its true home
@@ -681,6 +688,16 @@ class Puller:
                     refs.extend(self._manifest_content(txn, record, m) or [])
                 add_refs(txn, db["refs"], refs)
                 self.result.records += 1
+
+    def _invalid(self, col: bytes, item_id: bytes, why: str) -> None:
+        text = ids.to_text("itm", item_id)
+        logger.error(
+            "item %s of %s, as its owner signed it, is invalid and is not kept: %s",
+            text,
+            ids.to_text("col", col),
+            why,
+        )
+        self.result.invalid.append(text)
 
     def _manifest_content(
         self, txn: lmdb.Transaction, record: item_mod.ItemRecord, m: bytes

@@ -341,3 +341,29 @@ def test_log_answers_cut_short_by_the_size_cap_are_asked_for_again(two, tmp_path
     assert result.entries == want == 62
     assert any(f % 10 for f in asked)  # a gap left by a short answer was asked for again
     assert verify_all(b).ok
+
+
+def test_an_invalid_record_the_owner_signed_is_reported_and_skipped(two, tmp_path):
+    """A record that hashes to the id in the owner's entry is the owner's doing: the puller
+    skips and reports it, keeps the session and everything else (SPEC 11.6.4)."""
+    import time
+
+    from amanah.protocol import cbor
+
+    a, b = two
+    col = collections.create(a, "mixed", "public")
+    good = add_file(a, col, tmp_path, 5000, "good.bin")
+    bad_raw = cbor.encode({"v": 1, "not": "a record"})
+    bad_id = ids.sha256_id(bad_raw)
+    with a.store.write() as txn:
+        state = a.archive.state(txn, col.id)
+        entry = a.archive.append(txn, state, a.identity, "item", int(time.time()), item=bad_id)
+        txn.put(bad_id, col.id + entry.seq.to_bytes(8, "big"), db=a.store.db["items"])
+        txn.put(bad_id, bad_raw, db=a.store.db["records"])
+    grants.share(a, col, b.peer_id)
+    result = trio.run(pull, b, a)
+    assert result.invalid == [ids.to_text("itm", bad_id)]
+    assert result.records == 1 and result.blocks >= 1  # the good item came all the same
+    with b.store.read() as txn:
+        assert txn.get(bad_id, db=b.store.db["records"]) is None
+        assert txn.get(ids.from_text(good.id, "itm"), db=b.store.db["records"]) is not None
