@@ -343,6 +343,9 @@ async def serve(node: Node, stream: Stream, peer_key: bytes) -> None:
 # --- pulling ------------------------------------------------------------------------------------
 
 
+_reported_invalid: set[bytes] = set()  # items logged as invalid by this process (Puller._invalid)
+
+
 @dataclass
 class PullResult:
     peer_id: str
@@ -691,7 +694,12 @@ class Puller:
 
     def _invalid(self, col: bytes, item_id: bytes, why: str) -> None:
         text = ids.to_text("itm", item_id)
-        logger.error(
+        # The record is asked for again at every pull (its bytes can only be these): the
+        # problem is logged once per process as an error, then quietly.
+        level = logging.DEBUG if item_id in _reported_invalid else logging.ERROR
+        _reported_invalid.add(item_id)
+        logger.log(
+            level,
             "item %s of %s, as its owner signed it, is invalid and is not kept: %s",
             text,
             ids.to_text("col", col),
