@@ -347,6 +347,9 @@ def add(
 ) -> None:
     """Add files (folders recursively) to COLLECTION, with the metadata given."""
     from amanah.node import collections, ingest
+    from amanah.node.tuning import tune_process
+
+    tune_process()  # before ingest starts its threads (node/tuning.py)
     from amanah.protocol import metadata as metadata_mod
 
     meta = _parse_meta(

@@ -34,7 +34,7 @@ from amanah.protocol.errors import FormatError
 from . import peers as peers_mod
 from . import replicate
 from .home import Node
-from .tuning import tune_daemon_process
+from .tuning import tune_process
 
 log = logging.getLogger("amanah.daemon")
 
@@ -311,7 +311,7 @@ class Daemon:
     def run(self) -> None:
         """Run until SIGINT or SIGTERM."""
         self.node.identity  # noqa: B018 - unlock before starting threads (may prompt)
-        tune_daemon_process()
+        tune_process()
         thread = threading.Thread(target=self.p2p.run, name="amanah-p2p", daemon=True)
         thread.start()
         self.p2p.ready.wait()

@@ -1,7 +1,9 @@
-"""Process settings for the daemon, which moves bulk data through Python threads.
+"""Process settings for the processes that move bulk data through Python threads: the daemon
+(`amanah run`) and ingest (`amanah add`).
 
 Both were measured with bench/replicate.py (1 GB of 1 MiB blocks, node A -> node B on
-127.0.0.1, 2 cores) and bench/net_throughput.py, and neither changes what is stored or sent:
+127.0.0.1, 2 cores), bench/net_throughput.py and bench/ingest.py (closed ingest of 20 x 50 MiB:
+~262 -> ~310-330 MB/s), and neither changes what is stored or sent:
 
 1. A GIL switch interval of 0.5 ms (CPython's default: 5 ms). The receiver's store thread
    releases the GIL around every LMDB put, hash and commit, a few hundred times per 16 MiB
@@ -34,7 +36,7 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 
-def tune_daemon_process() -> None:
+def tune_process() -> None:
     """Apply the settings above to this process. Call once, before starting threads."""
     sys.setswitchinterval(SWITCH_INTERVAL)
     if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":

@@ -10,8 +10,8 @@ def test_daemon_process_settings_apply_in_a_fresh_process():
     # In a process of its own: the settings are process-wide and this test process keeps its own.
     code = (
         "import sys, ctypes\n"
-        "from amanah.node.tuning import tune_daemon_process, SWITCH_INTERVAL\n"
-        "tune_daemon_process()\n"
+        "from amanah.node.tuning import tune_process, SWITCH_INTERVAL\n"
+        "tune_process()\n"
         "assert sys.getswitchinterval() == SWITCH_INTERVAL, sys.getswitchinterval()\n"
         "buf = [bytes(1 << 20) for _ in range(64)]\n"  # MiB buffers still allocate and free
         "del buf\n"
@@ -27,4 +27,4 @@ def test_the_daemon_calls_it_before_starting_threads():
     from amanah.node import daemon
 
     src = inspect.getsource(daemon.Daemon.run)
-    assert src.index("tune_daemon_process()") < src.index("threading.Thread(")
+    assert src.index("tune_process()") < src.index("threading.Thread(")
