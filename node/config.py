@@ -25,6 +25,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     "store": {"map_size_gib": (int, DEFAULT_MAP_SIZE_GIB), "backend": (str, "lmdb")},
     "network": {"listen": (list, DEFAULT_LISTEN), "mdns": (bool, True)},
     "http": {"listen": (str, DEFAULT_HTTP)},
+    "web": {"fold_teh_marbuta": (bool, False)},
 }
 ROLES = ("partner", "mirror")
 BACKENDS = ("lmdb",)
@@ -39,6 +40,7 @@ class Config:
     listen: list[str] = field(default_factory=lambda: list(DEFAULT_LISTEN))
     mdns: bool = True
     http: str = DEFAULT_HTTP
+    fold_teh_marbuta: bool = False  # public web search: ة matches ه (node/web/search.py)
 
     @property
     def map_size(self) -> int:
@@ -75,6 +77,7 @@ def parse(text: str, source: str = "config") -> Config:
         listen=values.get("network.listen", list(DEFAULT_LISTEN)),
         mdns=values.get("network.mdns", True),
         http=values.get("http.listen", DEFAULT_HTTP),
+        fold_teh_marbuta=values.get("web.fold_teh_marbuta", False),
     )
     if cfg.role not in ROLES:
         raise HomeError(f"{source}: node.role must be one of {', '.join(ROLES)}")
@@ -120,4 +123,7 @@ mdns = true
 
 [http]
 listen = "{DEFAULT_HTTP}"
+
+[web]
+fold_teh_marbuta = false
 """

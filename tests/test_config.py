@@ -16,6 +16,9 @@ def test_example_config_loads_with_documented_values():
     assert cfg.map_size == 1024 << 30
     assert cfg.listen == ["/ip4/0.0.0.0/tcp/4710"]
     assert cfg.http == "127.0.0.1:8470"
+    assert cfg.fold_teh_marbuta is False
+    assert config.parse("[web]\nfold_teh_marbuta = true\n").fold_teh_marbuta is True
+    assert config.parse(config.render("x")).fold_teh_marbuta is False  # what init writes
 
 
 def test_rendered_config_round_trips_awkward_names():
@@ -37,6 +40,7 @@ def test_rendered_config_round_trips_awkward_names():
         ("[network]\nlisten = ['0.0.0.0:1']\n", "multiaddrs"),
         ("version = 2\n", "unsupported config version"),
         ("[node\n", "not valid TOML"),
+        ("[web]\nfold_teh_marbuta = 'yes'\n", "must be of type bool"),
     ],
 )
 def test_bad_config_is_refused_with_the_key_named(text, message):

@@ -145,3 +145,23 @@ def test_etag_matching():
 )
 def test_accept_language(header, expected):
     assert from_accept_language(header) == expected
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_the_mirror_search_follows_the_config_fold(tmp_path, fold):
+    from amanah.node.home import Node, init_home
+    from amanah.node.web.site import Site
+
+    init_home(tmp_path / "m", "mirror", "pw", "mirror")
+    cfg = tmp_path / "m" / "config.toml"
+    setting = f"fold_teh_marbuta = {str(fold).lower()}"
+    cfg.write_text(cfg.read_text().replace("fold_teh_marbuta = false", setting))
+    node = Node(tmp_path / "m", lambda: "pw")
+    try:
+        index = Site(node).catalog.index
+        assert index.fold_teh_marbuta is fold
+        index.add("itm_x", ["مدرسة البنات"])
+        assert (index.query("مدرسه") == {"itm_x"}) is fold
+        assert index.query("مدرسة") == {"itm_x"}
+    finally:
+        node.close()

@@ -68,7 +68,7 @@ class MapReleaser:
 class Site:
     def __init__(self, node: Node) -> None:
         self.node = node
-        self.catalog = Catalog(node, SearchIndex())
+        self.catalog = Catalog(node, SearchIndex(fold_teh_marbuta=node.config.fold_teh_marbuta))
         self.pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="amanah-web")
         self.releaser = MapReleaser(node)
         self._refresher: asyncio.Task | None = None
