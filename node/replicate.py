@@ -99,6 +99,11 @@ def may_serve(node: Node, state: CollectionState, peer_key: bytes, peer_role: st
     return peer_key == state.owner or peer_key in state.grants
 
 
+# Block ids the sync server keeps in its per-session cache of what each item lists (~100 bytes
+# each in a set: ~25 MB). Counted in ids, not items: one 100 GiB item lists 100,000 blocks.
+ALLOWED_IDS_CACHED = 1 << 18
+
+
 class Server:
     """Answers one peer's requests. Built per session; caches what the peer may fetch."""
 
@@ -109,7 +114,9 @@ class Server:
             self.role = peers_mod.get(node, ids.peer_id_from_public_key(peer_key)).role
         except Exception:
             self.role = "untrusted"
+        # Per item, the block ids a peer may ask for through it; bounded by the ids held.
         self._allowed_items: dict[bytes, set[bytes]] = {}
+        self._allowed_ids = 0
         self._served = 0  # bytes of blocks read since the last Store.release_map
 
     def _state(
@@ -226,9 +233,11 @@ class Server:
                 data = self.node.blobs.get(txn, m)
                 if data is not None and ids.sha256_id(data) == m:
                     allowed.update(item_mod.decode_manifest(bytes(data), _manifest_len(record, m)))
-            if len(self._allowed_items) > 4096:
-                self._allowed_items.clear()
+            if self._allowed_ids + len(allowed) > ALLOWED_IDS_CACHED:
+                self._allowed_items.clear()  # rebuilt as needed: a cache, never a limit
+                self._allowed_ids = 0
             self._allowed_items[item_id] = allowed
+            self._allowed_ids += len(allowed)
         if block_id not in allowed:
             return None
         data = self.node.blobs.get(txn, block_id)

@@ -367,3 +367,24 @@ def test_an_invalid_record_the_owner_signed_is_reported_and_skipped(two, tmp_pat
     with b.store.read() as txn:
         assert txn.get(bad_id, db=b.store.db["records"]) is None
         assert txn.get(ids.from_text(good.id, "itm"), db=b.store.db["records"]) is not None
+
+
+def test_the_servers_cache_of_item_block_lists_is_bounded_by_ids(two, tmp_path, monkeypatch):
+    a, b = two
+    col = collections.create(a, "big items", "closed")
+    for i in range(3):
+        add_file(a, col, tmp_path, 3_000_000, f"f{i}.bin")  # 3 blocks each
+    grants.share(a, col, b.peer_id)
+    monkeypatch.setattr(replicate, "ALLOWED_IDS_CACHED", 4)
+    seen: list[int] = []
+
+    class Watched(replicate.Server):
+        def _block(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            data = super()._block(*args, **kwargs)
+            seen.append(self._allowed_ids)
+            return data
+
+    monkeypatch.setattr(replicate, "Server", Watched)
+    result = trio.run(pull, b, a)
+    assert result.blocks == 9 and verify_all(b).ok
+    assert seen and max(seen) <= 4  # cleared and rebuilt, never over the bound
