@@ -441,9 +441,14 @@ class Puller:
                     await self._find_fork(col, length)
                 if self.node.archive.complete_at(txn, col) == ours:
                     return  # in sync and complete: nothing to scan, nothing to fetch
+        surveyed: dict[int, bytes] = {}
+        if length - ours > MAX_LOG_ROUND and not await trio.to_thread.run_sync(self._granted, col):
+            # Each round is stored only if the log so far grants us (a peer must not make us
+            # hold what we were never given); a grant beyond the first round is found first.
+            surveyed = await self._survey_log(col, ours, length, head)
         while ours < length:
             end = min(length, ours + MAX_LOG_ROUND)
-            await self._pull_log(col, ours, end)
+            await self._pull_log(col, ours, end, surveyed.get(end) if end < length else None)
             ours = end
         await self._pull_records(col)
         await self._pull_blocks(col)
@@ -502,15 +507,82 @@ class Puller:
         logger.error("ALARM %s (seen from peer %s)", text, self.stream.peer_id)
         self.result.forks.append(text)
 
-    async def _pull_log(self, col: bytes, start: int, length: int) -> None:
-        """Fetch entries [start, length), LOG_IN_FLIGHT requests on their way, verify them all,
-        store them in one transaction."""
+    def _granted(self, col: bytes) -> bool:
+        """Whether the log we hold of `col` already lets us hold it (False if we hold none)."""
+        with self.node.store.read() as txn:
+            state = self.node.archive.state(txn, col)
+        return state is not None and (
+            state.owner == self.me or self.me in state.grants or self.me in state.former
+        )
+
+    async def _survey_log(
+        self, col: bytes, start: int, length: int, head: bytes
+    ) -> dict[int, bytes]:
+        """Verify the peer's log [start, length) round by round without storing it, and make
+        sure it ends at `head` in a state that grants us. Returns the id of the last entry of
+        every round: storing then checks each round against it, so the log stored round by round
+        is the one surveyed. Memory: one round at a time, as when storing."""
+        with self.node.store.read() as txn:
+            state = self.node.archive.state(txn, col)
+        ends: dict[int, bytes] = {}
+        position = start
+        while position < length:
+            end = min(length, position + MAX_LOG_ROUND)
+            owner = state.owner if state is not None else None
+            entries, checks = await self._fetch_log(col, position, end, owner)
+            state = await trio.to_thread.run_sync(self._replay, col, state, entries, checks)
+            ends[end] = entries[-1].id
+            position = end
+        if state is None or state.head != head:
+            raise PeerViolation("the log surveyed does not end at the head announced")
+        if not (state.owner == self.me or self.me in state.grants or self.me in state.former):
+            raise PeerViolation(
+                f"the peer sent {ids.to_text('col', col)}, which this node was never granted"
+            )
+        return ends
+
+    @staticmethod
+    def _replay(
+        col: bytes, state: CollectionState | None, entries: list[Entry], checks: SignatureChecks
+    ) -> CollectionState:
+        """`state` (None before genesis) advanced over `entries`, every rule checked."""
+        try:
+            if state is None:
+                if entries[0].type != "genesis" or entries[0].id != col:
+                    raise PeerViolation("the first entry is not this collection's genesis")
+                state = CollectionState.from_genesis(entries[0])
+                entries = entries[1:]
+            if checks.owner != state.owner:
+                raise PeerViolation("log entries signed by another key than the owner's")
+            checks.wait()
+            for entry in entries:
+                state.apply(entry, signature_checked=True)
+        except FormatError as exc:
+            raise PeerViolation(f"log entry rejected: {exc}") from None
+        return state
+
+    async def _pull_log(
+        self, col: bytes, start: int, length: int, surveyed: bytes | None = None
+    ) -> None:
+        """Fetch entries [start, length), verify them all, store them in one transaction.
+        `surveyed`: the id `_survey_log` saw at length - 1, for a round stored before the grant
+        that lets us hold the collection."""
+        owner = await trio.to_thread.run_sync(self._owner, col)
+        entries, checks = await self._fetch_log(col, start, length, owner)
+        if surveyed is not None and entries[-1].id != surveyed:
+            raise PeerViolation("the log sent differs from the one surveyed")
+        await self._store_entries(col, start, entries, checks, provisional=surveyed is not None)
+
+    async def _fetch_log(
+        self, col: bytes, start: int, length: int, owner: bytes | None
+    ) -> tuple[list[Entry], SignatureChecks]:
+        """Entries [start, length) parsed, LOG_IN_FLIGHT requests on their way, with their
+        signature checks against `owner` (None: the key the genesis entry names) started on
+        other threads as each answer arrives."""
         entries: list[Entry] = []
         asked: list[int] = []  # the `from` of each request on its way, in order
         position = start  # the next entry to parse
         next_ask = start
-        # Signatures are checked on other threads while later answers arrive and are parsed.
-        owner = await trio.to_thread.run_sync(self._owner, col)
         checks = SignatureChecks(owner) if owner is not None else None
         while position < length:
             if not asked:  # every answer is in: ask on from the first entry still missing
@@ -536,11 +608,13 @@ class Puller:
                 except FormatError as exc:
                     raise PeerViolation(f"invalid log entry at {position}: {exc}") from None
                 position += 1
-            if checks is None and entries[0].type == "genesis":
+            if checks is None:
+                if entries[0].type != "genesis":
+                    raise PeerViolation("the first entry is not this collection's genesis")
                 checks = SignatureChecks(entries[0].body["owner"])  # a new collection's owner
-            if checks is not None:
-                checks.start(entries[first:])
-        await self._store_entries(col, start, entries, checks)
+            checks.start(entries[first:])
+        assert checks is not None  # length > start: at least one answer was parsed
+        return entries, checks
 
     def _owner(self, col: bytes) -> bytes | None:
         with self.node.store.read() as txn:
@@ -548,18 +622,32 @@ class Puller:
             return state.owner if state is not None else None
 
     async def _store_entries(
-        self, col: bytes, start: int, entries: list[Entry], checks: SignatureChecks | None
+        self,
+        col: bytes,
+        start: int,
+        entries: list[Entry],
+        checks: SignatureChecks | None,
+        provisional: bool = False,
     ) -> None:
         try:
-            await trio.to_thread.run_sync(self._store_entries_txn, col, start, entries, checks)
+            await trio.to_thread.run_sync(
+                self._store_entries_txn, col, start, entries, checks, provisional
+            )
         except _Fork:
             await self._find_fork(col, start + 1)
 
     def _store_entries_txn(
-        self, col: bytes, start: int, entries: list[Entry], checks: SignatureChecks | None
+        self,
+        col: bytes,
+        start: int,
+        entries: list[Entry],
+        checks: SignatureChecks | None,
+        provisional: bool = False,
     ) -> None:
         """Store entries [start, start + len) all or nothing, each checked against the log.
-        `checks` holds their signature checks, already started against an owner key."""
+        `checks` holds their signature checks, already started against an owner key.
+        `provisional`: a round of a log surveyed whole, whose end grants us; this round alone
+        may not yet."""
         archive = self.node.archive
         count = len(entries)
         with self.node.store.write() as txn:
@@ -591,7 +679,8 @@ class Puller:
             except FormatError as exc:
                 raise PeerViolation(f"log entry rejected: {exc}") from None
             revoked_here = existed and self.me in state.former  # we learn we were revoked
-            if not (state.owner == self.me or self.me in state.grants or revoked_here):
+            granted = state.owner == self.me or self.me in state.grants or revoked_here
+            if not (granted or provisional):
                 raise PeerViolation(
                     f"the peer sent {ids.to_text('col', col)}, which this node was never granted"
                 )

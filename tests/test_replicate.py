@@ -194,8 +194,13 @@ def liar_pull(puller: Node, server: Node, tamper) -> replicate.PullResult:  # no
             finally:
                 await to_server.close()
 
+    return run_unwrapped(main)
+
+
+def run_unwrapped(main, *args):  # noqa: ANN001, ANN002, ANN201
+    """trio.run, raising the puller's PeerViolation itself rather than the nursery's group."""
     try:
-        return trio.run(main)
+        return trio.run(main, *args)
     except ExceptionGroup as group:
         violations = group.subgroup(replicate.PeerViolation)
         if violations is None:
@@ -388,3 +393,61 @@ def test_the_servers_cache_of_item_block_lists_is_bounded_by_ids(two, tmp_path, 
     result = trio.run(pull, b, a)
     assert result.blocks == 9 and verify_all(b).ok
     assert seen and max(seen) <= 4  # cleared and rebuilt, never over the bound
+
+
+def _many_items(node: Node, col, tmp: Path, n: int) -> None:
+    files = []
+    for i in range(n):
+        p = tmp / f"m{i}.txt"
+        p.write_bytes(os.urandom(100))
+        files.append(p)
+    ingest.add(node, col, ingest.gather(files), {"title_en": "x"})
+
+
+def test_a_grant_beyond_the_first_log_round_is_found_by_surveying_the_log(
+    two, tmp_path, monkeypatch
+):
+    """A new partner of a long collection: the log is verified whole first (without storing),
+    then stored round by round, each round checked against what was surveyed."""
+    a, b = two
+    col = collections.create(a, "long", "closed")
+    _many_items(a, col, tmp_path, 35)
+    grants.share(a, col, b.peer_id)  # at position 36, beyond the first rounds
+    monkeypatch.setattr(replicate, "MAX_LOG_ROUND", 10)
+    result = trio.run(pull, b, a)
+    assert result.entries == 37 and result.records == 35
+    assert verify_all(b).ok
+    again = trio.run(pull, b, a)
+    assert again.entries == again.records == again.blocks == 0
+
+
+def test_a_log_that_differs_from_the_one_surveyed_is_refused(two, tmp_path, monkeypatch):
+    a, b = two
+    col = collections.create(a, "long", "closed")
+    _many_items(a, col, tmp_path, 25)
+    grants.share(a, col, b.peer_id)
+    monkeypatch.setattr(replicate, "MAX_LOG_ROUND", 10)
+    real = replicate.Puller._survey_log
+
+    async def lying_survey(self, *args):  # noqa: ANN001, ANN002, ANN202
+        ends = await real(self, *args)
+        return {end: bytes(34) for end in ends}  # as if the peer had shown another log
+
+    monkeypatch.setattr(replicate.Puller, "_survey_log", lying_survey)
+    with pytest.raises(replicate.PeerViolation, match="differs from the one surveyed"):
+        run_unwrapped(pull, b, a)
+    with b.store.read() as txn:
+        assert b.archive.states(txn) == []  # nothing of it kept
+
+
+def test_a_long_log_that_never_grants_us_is_refused_after_the_survey(two, tmp_path, monkeypatch):
+    """A server sending a long collection that does not grant us: refused, nothing stored."""
+    a, b = two
+    col = collections.create(a, "long", "closed")
+    _many_items(a, col, tmp_path, 25)
+    monkeypatch.setattr(replicate, "MAX_LOG_ROUND", 10)
+    monkeypatch.setattr(replicate, "may_serve", lambda *args: True)  # a server that overshares
+    with pytest.raises(replicate.PeerViolation, match="never granted"):
+        run_unwrapped(pull, b, a)
+    with b.store.read() as txn:
+        assert b.archive.states(txn) == []
