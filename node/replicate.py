@@ -507,13 +507,21 @@ class Puller:
         logger.error("ALARM %s (seen from peer %s)", text, self.stream.peer_id)
         self.result.forks.append(text)
 
+    def _may_hold(self, state: CollectionState, held_before: bool) -> bool:
+        """Whether a log ending in `state` may be stored here: we own the collection or are
+        granted it, or were granted it and already hold it (a revoked peer stores the log that
+        revokes it, but a peer revoked before it ever pulled gets nothing)."""
+        return (
+            state.owner == self.me
+            or self.me in state.grants
+            or (held_before and self.me in state.former)
+        )
+
     def _granted(self, col: bytes) -> bool:
         """Whether the log we hold of `col` already lets us hold it (False if we hold none)."""
         with self.node.store.read() as txn:
             state = self.node.archive.state(txn, col)
-        return state is not None and (
-            state.owner == self.me or self.me in state.grants or self.me in state.former
-        )
+        return state is not None and self._may_hold(state, held_before=True)
 
     async def _survey_log(
         self, col: bytes, start: int, length: int, head: bytes
@@ -524,6 +532,7 @@ class Puller:
         is the one surveyed. Memory: one round at a time, as when storing."""
         with self.node.store.read() as txn:
             state = self.node.archive.state(txn, col)
+        held_before = state is not None
         ends: dict[int, bytes] = {}
         position = start
         while position < length:
@@ -535,7 +544,7 @@ class Puller:
             position = end
         if state is None or state.head != head:
             raise PeerViolation("the log surveyed does not end at the head announced")
-        if not (state.owner == self.me or self.me in state.grants or self.me in state.former):
+        if not self._may_hold(state, held_before):
             raise PeerViolation(
                 f"the peer sent {ids.to_text('col', col)}, which this node was never granted"
             )
@@ -678,9 +687,7 @@ class Puller:
                 archive.save_state(txn, state)
             except FormatError as exc:
                 raise PeerViolation(f"log entry rejected: {exc}") from None
-            revoked_here = existed and self.me in state.former  # we learn we were revoked
-            granted = state.owner == self.me or self.me in state.grants or revoked_here
-            if not (granted or provisional):
+            if not (self._may_hold(state, held_before=existed) or provisional):
                 raise PeerViolation(
                     f"the peer sent {ids.to_text('col', col)}, which this node was never granted"
                 )

@@ -451,3 +451,17 @@ def test_a_long_log_that_never_grants_us_is_refused_after_the_survey(two, tmp_pa
         run_unwrapped(pull, b, a)
     with b.store.read() as txn:
         assert b.archive.states(txn) == []
+
+
+def test_a_long_log_that_revoked_us_before_we_ever_held_it_is_refused(two, tmp_path, monkeypatch):
+    a, b = two
+    col = collections.create(a, "long", "closed")
+    _many_items(a, col, tmp_path, 25)
+    grants.share(a, col, b.peer_id)
+    grants.unshare(a, col, b.peer_id)
+    monkeypatch.setattr(replicate, "MAX_LOG_ROUND", 10)
+    monkeypatch.setattr(replicate, "may_serve", lambda *args: True)  # a server that overshares
+    with pytest.raises(replicate.PeerViolation, match="never granted"):
+        run_unwrapped(pull, b, a)
+    with b.store.read() as txn:
+        assert b.archive.states(txn) == []
