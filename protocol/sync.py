@@ -105,6 +105,11 @@ def decode(frame: bytes, max_size: int, expect: tuple[str, ...]) -> dict:
         if fast is not None:
             _block(fast)
             return fast
+    return _decode_generic(frame, max_size, expect)
+
+
+def _decode_generic(frame: bytes, max_size: int, expect: tuple[str, ...]) -> dict:
+    """`decode` for any message, through the canonical CBOR decoder."""
     msg = cbor.decode(frame, max_size)
     if not isinstance(msg, dict) or not isinstance(msg.get("t"), str):
         raise FormatError("a message is a map with a text field t")
