@@ -28,6 +28,12 @@ MAX_NAME = 200
 MAX_REASON = 2_000
 # A wrap costs ~118 bytes in the entry: 500 keep a key epoch well inside MAX_ENTRY_SIZE.
 MAX_WRAPS = 500
+# Peers a collection's log may name in grants, revoked ones included (~41 bytes each in the
+# state every holder keeps, which must fit one 65,000-byte value), and readers of a key (the
+# owner and read grants), so a key epoch wrapped to all of them always fits one entry and a
+# reader can always be revoked (SPEC 4.11.3).
+MAX_PEERS = 1_000
+MAX_READERS = MAX_WRAPS
 
 TIERS = ("public", "trusted", "closed")
 ROLES = ("hold", "read", "mirror")
@@ -420,6 +426,12 @@ class CollectionState:
             raise ChainError("this grant carries no key")
         if self.grants.get(peer) == "read" and role != "read" and not public:
             raise ChainError("a reader loses the key only by a revoke that rotates it")
+        named = peer in self.grants or peer in self.former
+        if not named and len(self.grants) + len(self.former) >= MAX_PEERS:
+            raise ChainError(f"a collection's log names at most {MAX_PEERS:,} peers in grants")
+        if role == "read" and not public and self.grants.get(peer) != "read":
+            if len(self.readers()) >= MAX_READERS:
+                raise ChainError(f"a collection has at most {MAX_READERS} readers (owner included)")
         self.grants[peer] = role
         self.former.discard(peer)
 

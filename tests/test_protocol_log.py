@@ -872,3 +872,49 @@ def test_a_parsed_entry_keeps_exactly_the_bytes_its_signature_covers():
         assert parsed.signable == log._signable(parsed.body) == entry.signable
         assert parsed.id == ids.sha256_id(parsed.signable) == entry.id
         log.verify_entry(parsed, pk(OWNER))
+
+
+def test_a_log_names_at_most_max_peers_revoked_ones_included(monkeypatch):
+    monkeypatch.setattr(log, "MAX_PEERS", 3)
+    chain = Log("public")
+    for peer in (A, B, C):
+        chain.grant(peer, "hold")
+    chain.refuse(chain.entry("grant", **chain.grant_fields(STRANGER, "hold")), match="at most 3")
+    chain.grant(A, "read")  # a peer already named may change role
+    chain.revoke(A, rotate=False)
+    # A is revoked but still named (it keeps fetching the log to learn of it): still full
+    chain.refuse(chain.entry("grant", **chain.grant_fields(STRANGER, "hold")), match="at most 3")
+    chain.grant(A, "hold")  # and a revoked peer may be granted again
+
+
+def test_a_key_has_at_most_max_readers_owner_included(monkeypatch):
+    monkeypatch.setattr(log, "MAX_READERS", 3)
+    chain = Log("trusted")
+    chain.grant(A, "read")
+    chain.grant(B, "read")  # owner, A, B: full
+    chain.grant(C, "hold")  # holders need no key
+    chain.refuse(chain.entry("grant", **chain.grant_fields(C, "read")), match="at most 3 readers")
+    chain.grant(B, "read")  # re-granting a reader adds none
+    chain.revoke(A, rotate=True)
+    chain.grant(C, "read")
+    public = Log("public")  # a public collection has no key: read grants are not counted
+    for peer in (A, B, C, STRANGER):
+        public.grant(peer, "read")
+
+
+def test_the_limits_keep_a_full_collection_storable_and_revocable():
+    chain = Log("public")
+    many = [nacl.signing.SigningKey.generate() for _ in range(log.MAX_PEERS)]
+    for peer in many:
+        chain.state.grants[pk(peer)] = "hold"  # the state a full log leaves (fast)
+    state = chain.state.to_cbor()
+    assert len(state) <= log.MAX_ENTRY_SIZE  # the decode cap of a stored state
+    assert CollectionState.from_cbor(state) == chain.state
+    readers = sorted([pk(OWNER)] + [pk(p) for p in many[: log.MAX_READERS - 1]])
+    entry = log.make_entry(
+        OWNER,
+        Log("trusted").body(
+            "key", key=log.key_epoch(1, os.urandom(32), readers, os.urandom(34), os.urandom(32))
+        ),
+    )
+    assert len(entry.raw) <= log.MAX_ENTRY_SIZE
