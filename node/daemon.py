@@ -33,6 +33,7 @@ from amanah.protocol.errors import FormatError
 
 from . import peers as peers_mod
 from . import replicate
+from .errors import DamagedError, StoreFull
 from .home import Node
 from .tuning import tune_process
 
@@ -229,6 +230,19 @@ class P2P:
         except (NetError, FormatError, OSError) as exc:
             log.info("sync with %s failed: %s", peer_id, exc)
             self.last_result[peer_id] = {"ok": False, "error": str(exc), "at": time.time()}
+            return False
+        except (StoreFull, DamagedError) as exc:
+            # Our own store refused (a full disk, damage): what was stored stays, serving
+            # the other peers goes on, and the pull is retried with back-off.
+            log.error("sync with %s stopped: %s", peer_id, exc)
+            self.last_result[peer_id] = {"ok": False, "error": str(exc), "at": time.time()}
+            return False
+        except Exception as exc:
+            # A bug must not take the node off the network: every other peer is still served
+            # and pulled from. Loud, with the traceback, for a report.
+            log.exception("sync with %s failed on an unexpected error", peer_id)
+            error = f"unexpected error: {type(exc).__name__}: {exc}"
+            self.last_result[peer_id] = {"ok": False, "error": error, "at": time.time()}
             return False
         took = time.monotonic() - started
         if result.entries or result.blocks:

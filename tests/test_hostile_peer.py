@@ -12,6 +12,7 @@ import pytest
 import trio
 from amanah.node import collections, grants, ingest, peers, replicate
 from amanah.node.daemon import P2P
+from amanah.node.errors import StoreFull
 from amanah.node.home import Node, init_home
 from amanah.node.net import Network
 from amanah.node.verify import verify_all
@@ -126,3 +127,56 @@ def test_hostile_peer_is_refused_logged_and_dropped(
         assert col.state.id not in held
     for n_ in (hostile, victim, honest):
         n_.close()
+
+
+@pytest.mark.parametrize(
+    "failure, logged",
+    [
+        (StoreFull("the store is full (map size reached)"), "stopped: the store is full"),
+        (RuntimeError("a bug"), "unexpected error"),
+    ],
+    ids=["store-full", "bug"],
+)
+def test_a_local_failure_in_a_pull_is_reported_and_the_node_goes_on(
+    tmp_path, caplog, monkeypatch, failure, logged
+):
+    source, puller = make(tmp_path, "source"), make(tmp_path, "puller")
+    col = collections.create(source, "stuff", "public")
+    f = tmp_path / "f.bin"
+    f.write_bytes(os.urandom(300_000))
+    ingest.add(source, col, ingest.gather([f]), {})
+    grants.share(source, col, puller.peer_id)
+    real = replicate.Puller._store_records
+
+    def failing(self: replicate.Puller, *args: object) -> None:
+        raise failure
+
+    async def main() -> None:
+        serving = P2P(source, ["/ip4/127.0.0.1/tcp/0"])
+        serving.net = Network(source.identity.seed, ["/ip4/127.0.0.1/tcp/0"], serving.is_trusted)
+        serving.net.handle(msg.SYNC_PROTOCOL, serving._serve_sync)
+        p2p = P2P(puller, ["/ip4/127.0.0.1/tcp/0"])
+        p2p.net = Network(puller.identity.seed, ["/ip4/127.0.0.1/tcp/0"], p2p.is_trusted)
+        async with trio.open_nursery() as n:
+            addrs = await n.start(serving.net.serve)
+            await n.start(p2p.net.serve)
+            peers.add(puller, source.peer_id, [addrs[0].rsplit("/p2p/", 1)[0]], "source")
+            peers.add(source, puller.peer_id, [], "puller")
+            serving._load_peers()
+            p2p._load_peers()
+            monkeypatch.setattr(replicate.Puller, "_store_records", failing)
+            with caplog.at_level(logging.INFO, logger="amanah"):
+                assert await p2p.sync_once(source.peer_id) is False  # returned, not raised
+            assert str(failure) in p2p.last_result[source.peer_id]["error"]
+            monkeypatch.setattr(replicate.Puller, "_store_records", real)
+            assert await p2p.sync_once(source.peer_id) is True  # the next pull completes
+            n.cancel_scope.cancel()
+
+    trio.run(main)
+    assert any(logged in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+    assert verify_all(puller).ok
+    with puller.store.read() as txn:
+        length = collections.resolve(source, "stuff").state.length  # genesis, item, grant
+        assert length == 3 and puller.archive.complete_at(txn, col.state.id) == length
+    for node in (source, puller):
+        node.close()
