@@ -53,8 +53,10 @@ def locate(node: Node, ref: str) -> Located:
     return Located(raw, bytes(where[:-8]), int.from_bytes(where[-8:], "big"))
 
 
-def redaction(node: Node, txn: lmdb.Transaction, item_id: bytes) -> int | None:
-    seq = txn.get(item_id, db=node.store.db["redacted"])
+def redaction(node: Node, txn: lmdb.Transaction, collection: bytes, item_id: bytes) -> int | None:
+    """The position of the entry of `collection`'s log that redacted the item, if one did.
+    Per collection: a redaction in one log never hides an item of another (SPEC 11.6.3)."""
+    seq = txn.get(collection + item_id, db=node.store.db["redacted"])
     return int.from_bytes(seq, "big") if seq is not None else None
 
 
@@ -179,7 +181,7 @@ def list_items(
             body = log.parse_entry(bytes(raw)).body
             if body["type"] != "item":
                 continue
-            if not include_redacted and redaction(node, txn, body["item"]) is not None:
+            if not include_redacted and redaction(node, txn, state.id, body["item"]) is not None:
                 continue
             if skip:
                 skip -= 1
@@ -192,7 +194,7 @@ def item_row(
 ) -> dict:
     """What `ls --json` shows of one item (its "item" entry at `seq` in `state`'s log)."""
     row: dict = {"id": ids.to_text("itm", item_id), "position": seq}
-    if redaction(node, txn, item_id) is not None:
+    if redaction(node, txn, state.id, item_id) is not None:
         row.update(size=None, sha256=None, metadata=None, readable=False, redacted=True)
         return row
     try:
@@ -235,7 +237,7 @@ def get(
     located = locate(node, ref)
     progress = progress or (lambda n: None)
     with node.store.read() as txn:
-        seq = redaction(node, txn, located.id)
+        seq = redaction(node, txn, located.collection, located.id)
         if seq is not None:
             from .redact import reason_of
 

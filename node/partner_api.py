@@ -756,7 +756,7 @@ class PartnerApi:
         node = self.node
         located = self._locate(ref)
         with node.store.read() as txn:
-            seq = items.redaction(node, txn, located.id)
+            seq = items.redaction(node, txn, located.collection, located.id)
             if seq is None:
                 state = node.archive.require(txn, located.collection)
                 record = items.load_record(node, txn, located.id)

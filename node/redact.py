@@ -28,7 +28,7 @@ def redact(node: Node, ref: str, reason: str) -> log.Entry:
         state = node.archive.require(txn, located.collection)
         if state.owner != identity.public_key:
             raise InvalidInput("only the collection's owner can redact its items")
-        if redaction(node, txn, located.id) is not None:
+        if redaction(node, txn, located.collection, located.id) is not None:
             raise NotFound(f"item {located.id_text} is already redacted")
         record = load_record(node, txn, located.id)
         doomed = known_blocks(node, txn, record)
@@ -43,7 +43,8 @@ def redact(node: Node, ref: str, reason: str) -> log.Entry:
                 key, log.reason_context(state.id, seq), reason
             )
         entry = node.archive.append(txn, state, identity, "redact", now_ms(), **fields)
-        txn.put(located.id, seq.to_bytes(8, "big"), db=node.store.db["redacted"])
+        key = located.collection + located.id
+        txn.put(key, seq.to_bytes(8, "big"), db=node.store.db["redacted"])
         txn.delete(located.id, db=node.store.db["records"])
         release_refs(node, txn, doomed)
     return entry

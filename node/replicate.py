@@ -104,6 +104,24 @@ def may_serve(node: Node, state: CollectionState, peer_key: bytes, peer_role: st
 ALLOWED_IDS_CACHED = 1 << 18
 
 
+def _named_in(txn: lmdb.Transaction, db: dict, col: bytes, item_id: bytes) -> bool:
+    """Whether an "item" entry of `col`'s log stored here names `item_id`."""
+    where = txn.get(item_id, db=db["items"])
+    if where is not None and bytes(where[:-8]) == col:
+        return True
+    return txn.get(col + item_id, db=db["foreign"]) is not None
+
+
+def _make_home(txn: lmdb.Transaction, db: dict, col: bytes, item_id: bytes, seq: int) -> None:
+    """Point the `items` index at `col`, whose record of the item has just been stored; the
+    log that named it first, if another, keeps its naming in `foreign`."""
+    where = txn.get(item_id, db=db["items"])
+    if where is not None and bytes(where[:-8]) != col:
+        txn.put(bytes(where[:-8]) + item_id, bytes(where[-8:]), db=db["foreign"])
+    txn.delete(col + item_id, db=db["foreign"])
+    txn.put(item_id, col + seq.to_bytes(8, "big"), db=db["items"])
+
+
 class Server:
     """Answers one peer's requests. Built per session; caches what the peer may fetch."""
 
@@ -209,12 +227,12 @@ class Server:
         """The block if the peer may have it. `states` caches `_state` answers within one read
         transaction (one request): they cannot change inside it."""
         # Re-checked on every request: a grant revoked or an item redacted mid-session stops it.
-        if txn.get(item_id, db=self.node.store.db["redacted"]) is not None:
-            return None
         where = txn.get(item_id, db=self.node.store.db["items"])
         if where is None:
             return None
         col = bytes(where[:-8])
+        if txn.get(col + item_id, db=self.node.store.db["redacted"]) is not None:
+            return None
         if col not in states:
             states[col] = self._state(txn, col)
         if states[col] is None:
@@ -712,34 +730,37 @@ class Puller:
     def _side_effects(self, txn: lmdb.Transaction, col: bytes, entry: Entry) -> None:
         db = self.node.store.db
         b = entry.body
+        # Any log may name any item id; only the item's record says which collection is its
+        # home. So whether C's log names an item, and whether C redacted it, is kept per
+        # collection: the `items` index (the home once the record is here, else the first log
+        # that named it) and `foreign` (C + item) for the other logs. A redaction in C only
+        # ever hides or deletes the item if C is its home.
         if entry.type == "item":
-            where = txn.get(b["item"], db=db["items"])
-            if where is None:
-                txn.put(b["item"], col + entry.seq.to_bytes(8, "big"), db=db["items"])
-            elif bytes(where[:-8]) == col:
+            if _named_in(txn, db, col, b["item"]):
                 raise FormatError("the same item is added twice")
+            seq = entry.seq.to_bytes(8, "big")
+            if txn.get(b["item"], db=db["items"]) is None:
+                txn.put(b["item"], col + seq, db=db["items"])
             else:
-                # Another collection's log lists this item id too. Only the collection its record
-                # names is its home; the index is re-pointed when the record arrives. An owner
-                # listing a foreign item must not stop that item's collection from replicating.
+                txn.put(col + b["item"], seq, db=db["foreign"])
                 logger.warning(
-                    "%s lists item %s of another collection",
+                    "%s lists item %s, which another collection's log named first",
                     ids.to_text("col", col),
                     ids.to_text("itm", b["item"]),
                 )
         elif entry.type == "redact":
-            where = txn.get(b["item"], db=db["items"])
-            if where is None or bytes(where[:-8]) != col:
+            if not _named_in(txn, db, col, b["item"]):
                 raise FormatError("redaction of an item not in this collection")
-            if txn.get(b["item"], db=db["redacted"]) is not None:
+            if txn.get(col + b["item"], db=db["redacted"]) is not None:
                 raise FormatError("the item is already redacted")
-            txn.put(b["item"], entry.seq.to_bytes(8, "big"), db=db["redacted"])
+            txn.put(col + b["item"], entry.seq.to_bytes(8, "big"), db=db["redacted"])
             raw = txn.get(b["item"], db=db["records"])
             if raw is not None:
                 record = item_mod.parse_record(bytes(raw))
-                doomed = known_blocks(self.node, txn, record)
-                txn.delete(b["item"], db=db["records"])
-                release_refs(self.node, txn, doomed)
+                if record.collection == col:  # its home: else another owner's item, untouched
+                    doomed = known_blocks(self.node, txn, record)
+                    txn.delete(b["item"], db=db["records"])
+                    release_refs(self.node, txn, doomed)
 
     async def _pull_records(self, col: bytes) -> None:
         """Fetch missing records, a few requests in flight, each answer stored (in a worker
@@ -787,9 +808,9 @@ class Puller:
                 except DamagedError as exc:
                     self._invalid(col, item_id, f"does not fit its collection: {exc}")
                     continue
-                if txn.get(item_id, db=db["redacted"]) is not None:
+                if txn.get(col + item_id, db=db["redacted"]) is not None:
                     continue
-                txn.put(item_id, col + seq.to_bytes(8, "big"), db=db["items"])  # its true home
+                _make_home(txn, db, col, item_id, seq)
                 txn.put(item_id, raw, db=db["records"])
                 refs = list(record.inline_blocks() or []) + record.manifest_ids()
                 for m in record.manifest_ids():  # manifests already here name content blocks too
@@ -837,7 +858,8 @@ class Puller:
                 if body["type"] != "item":
                     continue
                 i = body["item"]
-                if txn.get(i, db=db["records"]) is None and txn.get(i, db=db["redacted"]) is None:
+                held = txn.get(i, db=db["records"]) is not None
+                if not held and txn.get(col + i, db=db["redacted"]) is None:
                     out.append((i, seq))
         return out
 

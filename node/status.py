@@ -16,7 +16,7 @@ from amanah.protocol import item as item_mod
 from amanah.protocol.log import CollectionState
 
 from .home import Node
-from .items import known_blocks
+from .items import known_blocks, redaction
 
 
 def record(
@@ -57,7 +57,7 @@ def is_complete(node: Node, txn: lmdb.Transaction, state: CollectionState) -> bo
     start = marker if marker is not None and marker < state.length else 1
     for _, raw in node.archive.raw_entries(txn, state.id, start):
         body = log.stored_body(bytes(raw))
-        if body["type"] != "item" or txn.get(body["item"], db=db["redacted"]) is not None:
+        if body["type"] != "item" or redaction(node, txn, state.id, body["item"]) is not None:
             continue
         rec = txn.get(body["item"], db=db["records"])
         if rec is None:

@@ -26,7 +26,10 @@ import lmdb
 
 from .errors import HomeError, StoreFull
 
-SCHEMA_VERSION = b"1"
+SCHEMA_VERSION = b"2"
+# Version 1 keyed `redacted` by item id alone, so a redaction in any log that named an item
+# hid it everywhere: one owner could censor another's item (SPEC 11.6.3). Upgraded at open.
+_UPGRADABLE = (b"1",)
 MAX_VALUE = 65_520
 DATABASES = (
     b"meta",  # b"schema" -> SCHEMA_VERSION
@@ -37,12 +40,15 @@ DATABASES = (
     b"keylog",  # collection id + u64 seq -> b"" for entries that carry keys
     b"records",  # item id -> item record
     b"items",  # item id -> collection id + u64 seq of its "item" entry
-    b"redacted",  # item id -> u64 seq of its "redact" entry
+    b"redacted",  # collection id + item id -> u64 seq of the "redact" entry in that log
     b"pending",  # ingest token + u32 -> CBOR list of block ids committed before the item's entry
     b"peers",  # peer public key -> CBOR {name, addrs, role, added}: the trusted partners
     b"forks",  # collection id + u64 seq + entry id -> a conflicting entry kept as evidence
     b"complete",  # collection id -> u64 log length at which this node held every block
     b"peerstate",  # collection id + peer key -> CBOR {length, head, complete, seen}: what it has
+    # collection id + item id -> u64 seq of an "item" entry of that log naming an item that
+    # `items` places in another collection (a log may name any id; only the record says its home)
+    b"foreign",
 )
 
 
@@ -56,6 +62,17 @@ if sys.platform.startswith("linux"):
         _madvise.restype = ctypes.c_int
     except (OSError, AttributeError):
         _madvise = None
+
+
+def _upgrade_to_2(txn: lmdb.Transaction, db: dict) -> None:
+    """Schema 1 -> 2: a redaction is keyed by its collection too (the item's home, which is
+    what `items` names; a redaction of an item no index names could not be placed, and there
+    was nothing of it left to hide). In the same transaction as the version, so all or none."""
+    for item_id, seq in list(txn.cursor(db["redacted"])):
+        txn.delete(item_id, db=db["redacted"])
+        where = txn.get(item_id, db=db["items"])
+        if where is not None:
+            txn.put(bytes(where[:-8]) + item_id, seq, db=db["redacted"])
 
 
 def seq_key(collection: bytes, seq: int) -> bytes:
@@ -96,6 +113,9 @@ class Store:
                 if found is None:
                     if not create:
                         raise HomeError(f"store at {path} has no schema version: damaged?")
+                    txn.put(b"schema", SCHEMA_VERSION)
+                elif found in _UPGRADABLE:
+                    _upgrade_to_2(txn, self.db)
                     txn.put(b"schema", SCHEMA_VERSION)
                 elif found != SCHEMA_VERSION:
                     raise HomeError(

@@ -113,7 +113,7 @@ def verify_collection(node: Node, state: CollectionState, report: Report) -> Rep
             home = txn.get(item_id, db=node.store.db["items"])
             if home is not None and bytes(home[:-8]) != state.id:
                 continue  # this log lists another collection's item (SPEC 11.6.3): not ours
-            if redaction(node, txn, item_id) is None:
+            if redaction(node, txn, state.id, item_id) is None:
                 _verify_item(node, txn, Located(item_id, state.id, seq), report)
     return report
 
@@ -133,7 +133,7 @@ def verify_item(node: Node, located: Located) -> Report:
             report.entries = 1
         except (FormatError, DamagedError) as exc:
             report.damaged.append(Damage("entry", col, str(exc), position=located.seq))
-        if redaction(node, txn, located.id) is None:
+        if redaction(node, txn, located.collection, located.id) is None:
             _verify_item(node, txn, located, report)
     return report
 

@@ -273,3 +273,38 @@ def test_many_small_files_are_prepared_by_a_child_and_its_errors_surface(node, t
         ingest_mod.add(node, info, again, {})
     assert len(list(items_mod.list_items(node, info.state))) == before
     assert verify_all(node).ok
+
+
+def test_a_store_of_schema_1_is_upgraded_with_its_redactions(node, tmp_path):
+    from amanah.node import store as store_mod
+    from amanah.node.errors import NotFound
+
+    from tests.conftest import PASSPHRASE
+
+    collections.create(node, "c", "public")
+    kept, gone = (tmp_path / "kept.txt", tmp_path / "gone.txt")
+    kept.write_bytes(b"kept")
+    gone.write_bytes(b"gone")
+    kept_item, gone_item = add_file(node, "c", kept), add_file(node, "c", gone)
+    redact.redact(node, gone_item.id, "test")
+    col = collections.resolve(node, "c").state.id
+    raw = ids.from_text(gone_item.id, "itm")
+    with node.store.write() as txn:  # as version 1 wrote it: keyed by the item id alone
+        seq = txn.pop(col + raw, db=node.store.db["redacted"])
+        txn.put(raw, seq, db=node.store.db["redacted"])
+        txn.put(b"schema", b"1", db=node.store.db["meta"])
+    home = node.home
+    node.close()
+
+    again = Node(home, lambda: PASSPHRASE)
+    try:
+        with again.store.read() as txn:
+            assert txn.get(b"schema", db=again.store.db["meta"]) == store_mod.SCHEMA_VERSION
+            assert [bytes(k) for k, _ in txn.cursor(again.store.db["redacted"])] == [col + raw]
+        with pytest.raises(NotFound, match="redacted"):
+            items.get(again, gone_item.id, str(tmp_path / "out"))
+        dest, _ = items.get(again, kept_item.id, str(tmp_path / "out"))
+        assert dest.read_bytes() == b"kept"
+        assert verify.verify_all(again).ok
+    finally:
+        again.close()

@@ -21,6 +21,7 @@ import pytest
 import trio
 from amanah.node import collections, grants, ingest, peers, replicate
 from amanah.node import identity as identity_mod
+from amanah.node import items as items_mod
 from amanah.node import store as store_mod
 from amanah.node.home import Node, init_home
 from amanah.node.net import FramedStream, NetError, memory_pair
@@ -529,7 +530,7 @@ def test_cut_transfer_resumes_without_refetching_stored_blocks(nodes, tmp_path, 
     assert error is None and sent3.sent["block?"] == 0 and third.result.collections == 0
 
 
-# --- divergences listed in SPEC.md Appendix C -----------------------------------------------------
+# --- item ids named by more than one log (SPEC 11.6.3 step 4) and bounded messages ----------------
 
 
 def test_a_log_naming_anothers_item_does_not_block_that_collection(nodes, tmp_path):
@@ -550,6 +551,90 @@ def test_a_log_naming_anothers_item_does_not_block_that_collection(nodes, tmp_pa
     pull_ok(b, a, only=[victim])
     assert state_of(b, victim).length == state_of(a, victim).length
     assert verify_all(b).ok or all("other" not in d.problem for d in verify_all(b).damaged)
+
+
+def _foreign_listing(nodes: Any, tmp_path: Path) -> tuple[Node, Node, bytes, bytes, bytes]:
+    """a owns "victim" (one item) and "other", both public and shared with b; "other"'s log
+    names the victim's item. Another owner could do the same: only the log's signer counts."""
+    a, b = nodes("a"), nodes("b")
+    trust(a, b)
+    trust(b, a)
+    victim = collections.create(a, "victim", "public").state.id
+    item = add_file(a, victim, tmp_path, 3 * MiB, "evidence.bin")
+    other = collections.create(a, "other", "public").state.id
+    for name in ("victim", "other"):
+        grants.share(a, collections.resolve(a, name), b.peer_id)
+    _append(a, other, "item", item=item)
+    return a, b, victim, other, item
+
+
+def _append(node: Node, col: bytes, type_: str, **fields: Any) -> None:
+    """The owner appends an entry to its log directly (the CLI would refuse these)."""
+    with node.store.write() as txn:
+        state = node.archive.require(txn, col)
+        node.archive.append(txn, state, node.identity, type_, collections.now_ms(), **fields)
+
+
+def test_a_redaction_in_another_log_does_not_hide_the_item(nodes, tmp_path):
+    a, b, victim, other, item = _foreign_listing(nodes, tmp_path)
+    _append(a, other, "redact", item=item, reason="hidden by another owner")
+    # b learns "other" first (its log sorts first or was shared first): the naming and the
+    # redaction are stored, as SPEC 4.11.3 allows, but they are "other"'s alone
+    pull_ok(b, a, only=[other])
+    assert state_of(b, other).length == state_of(a, other).length
+    result = pull_ok(b, a, only=[victim])
+    assert result.records == 1 and result.invalid == []
+    path, _ = items_mod.get(b, ids.to_text("itm", item), str(tmp_path / "out"))
+    assert path.read_bytes() == (tmp_path / "evidence.bin").read_bytes()
+    assert verify_all(b).ok
+    with b.store.read() as txn:
+        assert items_mod.redaction(b, txn, other, item) is not None
+        assert items_mod.redaction(b, txn, victim, item) is None
+    # and a second redaction of it in "other" is refused: it is redacted there already
+    _append(a, other, "redact", item=item, reason="again")
+    before = state_of(b, other).length
+    _, _, error = pull(b, a, only=[other])
+    assert isinstance(error, replicate.PeerViolation) and "already redacted" in str(error)
+    assert state_of(b, other).length == before
+
+
+def test_a_redaction_in_another_log_held_after_the_item_leaves_it_alone(nodes, tmp_path):
+    a, b, victim, other, item = _foreign_listing(nodes, tmp_path)
+    pull_ok(b, a, only=[victim])  # b holds the item, in its home, first
+    _append(a, other, "redact", item=item, reason="hidden by another owner")
+    pull_ok(b, a, only=[other])
+    blocks = block_ids(b)
+    assert record_of(b, item).collection == victim and blocks
+    assert verify_all(b).ok
+    _, summary = items_mod.get(b, ids.to_text("itm", item), str(tmp_path / "out"))
+    assert summary
+
+
+@pytest.mark.parametrize("home_first", [False, True], ids=["foreign-first", "home-first"])
+def test_a_log_naming_the_same_foreign_item_twice_is_refused(nodes, tmp_path, home_first):
+    a, b, victim, other, item = _foreign_listing(nodes, tmp_path)
+    first, second = (victim, other) if home_first else (other, victim)
+    pull_ok(b, a, only=[first])
+    pull_ok(b, a, only=[second])  # the record arrives: the item's home is the victim
+    _append(a, other, "item", item=item)
+    before = raw_log(b, other)
+    _, _, error = pull(b, a, only=[other])
+    assert isinstance(error, replicate.PeerViolation) and "added twice" in str(error)
+    assert raw_log(b, other) == before  # nothing of the range stored
+    assert verify_all(b).ok
+
+
+def test_a_redaction_of_an_item_its_log_never_named_is_refused(nodes, tmp_path):
+    a, b, victim, other, item = _foreign_listing(nodes, tmp_path)
+    third = collections.create(a, "third", "public").state.id
+    grants.share(a, collections.resolve(a, "third"), b.peer_id)
+    _append(a, third, "redact", item=item, reason="never listed here")
+    pull_ok(b, a, only=[victim])
+    _, _, error = pull(b, a, only=[third])
+    assert isinstance(error, replicate.PeerViolation) and "not in this collection" in str(error)
+    assert state_of(b, third) is None
+    _, summary = items_mod.get(b, ids.to_text("itm", item), str(tmp_path / "out"))
+    assert summary
 
 
 def _big_metadata() -> dict:

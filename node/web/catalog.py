@@ -317,7 +317,7 @@ class Catalog:
         for i in range(0, len(todo), ENTRIES_PER_TXN):
             with node.store.read() as txn:
                 for raw_id, wait in todo[i : i + ENTRIES_PER_TXN]:
-                    if txn.get(raw_id, db=db["redacted"]) is not None:
+                    if txn.get(state.id + raw_id, db=db["redacted"]) is not None:
                         del pending[raw_id]
                         continue
                     if txn.get(raw_id, db=db["records"]) is None:
@@ -439,7 +439,7 @@ class Catalog:
         collection = self.collections[view.collection]
         try:
             with node.store.read() as txn:
-                if items_mod.redaction(node, txn, raw_id) is not None:
+                if items_mod.redaction(node, txn, collection.raw, raw_id) is not None:
                     return None  # redacted since the last scan
                 record = items_mod.load_record(node, txn, raw_id)
                 entry = node.archive.entry(txn, collection.raw, view.seq)
