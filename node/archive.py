@@ -61,7 +61,22 @@ class Archive:
         return _decode_state(collection, raw) if raw is not None else None
 
     def states(self, txn: lmdb.Transaction) -> list[CollectionState]:
-        return [_decode_state(bytes(k), v) for k, v in txn.cursor(self._db["cols"])]
+        return list(self.iter_states(txn))
+
+    def iter_states(
+        self, txn: lmdb.Transaction, after: bytes | None = None
+    ) -> Iterator[CollectionState]:
+        """The collections held, in ascending order of id; only those after `after` if given."""
+        cursor = txn.cursor(self._db["cols"])
+        if after is None:
+            found = cursor.first()
+        else:
+            found = cursor.set_range(after)
+            if found and bytes(cursor.key()) == after:
+                found = cursor.next()
+        while found:
+            yield _decode_state(bytes(cursor.key()), cursor.value())
+            found = cursor.next()
 
     def entry(self, txn: lmdb.Transaction, collection: bytes, seq: int) -> Entry:
         raw = txn.get(seq_key(collection, seq), db=self._db["log"])

@@ -149,17 +149,24 @@ class Server:
             return state
         return state if log_only and self.peer_key in state.former else None
 
+    def _heads(self, txn: lmdb.Transaction, after: bytes | None) -> bytes:
+        """One page of heads: the served collections after `after`, ascending, with "more"
+        when the page is full and another served collection follows (SPEC 11.5)."""
+        heads: list[list] = []
+        for s in self.node.archive.iter_states(txn, after):
+            if self._state(txn, s.id, log_only=True) is None:
+                continue
+            if len(heads) == msg.HEADS_PER_RESPONSE:
+                return msg.encode("heads", cols=heads, more=True)
+            heads.append([s.id, s.length, s.head, status.is_complete(self.node, txn, s)])
+        return msg.encode("heads", cols=heads)
+
     def answer(self, request: dict) -> list[bytes]:
         """The response frames to one request (already decoded and checked)."""
         t = request["t"]
         with self.node.store.read() as txn:
             if t == "heads?":
-                heads = [
-                    [s.id, s.length, s.head, status.is_complete(self.node, txn, s)]
-                    for s in self.node.archive.states(txn)
-                    if self._state(txn, s.id, log_only=True) is not None
-                ]
-                return [msg.encode("heads", cols=heads)]
+                return [self._heads(txn, request.get("after"))]
             if t == "have":
                 served = [h for h in request["cols"] if self._state(txn, h[0]) is not None]
         if t == "have":
@@ -417,25 +424,35 @@ class Puller:
         return await self._answer(expect, max_size)
 
     async def run(self, only: Iterable[bytes] | None = None) -> PullResult:
-        heads = (await self._ask(msg.encode("heads?"), "heads", msg.MAX_HEADS))["cols"]
         wanted = set(only) if only is not None else None
         peer_key = ids.public_key_from_peer_id(self.stream.peer_id)
-        done = []
-        for col, length, head, complete in heads:
-            if wanted is not None and col not in wanted:
-                continue
-            try:
-                await self.collection(col, length, head)
-            except ForkDetected:
-                continue  # evidence kept and reported; go on with the other collections
-            mine = await trio.to_thread.run_sync(
-                self._record_heads, col, peer_key, length, head, complete
-            )
-            if mine is not None:
-                done.append(mine)
-        # tell the peer what we now hold, for its status and copy count (in bounded messages)
-        for i in range(0, len(done), HAVE_PER_MESSAGE):
-            await self._ask(msg.encode("have", cols=done[i : i + HAVE_PER_MESSAGE]), "ok", 1024)
+        after: bytes | None = None
+        while True:  # one page of heads at a time (SPEC 11.5): memory bounded by a page
+            request = msg.encode("heads?") if after is None else msg.encode("heads?", after=after)
+            page = await self._ask(request, "heads", msg.MAX_HEADS)
+            heads = page["cols"]
+            if after is not None and heads and heads[0][0] <= after:
+                raise PeerViolation("the heads answer goes back before the collection asked after")
+            done = []
+            for col, length, head, complete in heads:
+                if wanted is not None and col not in wanted:
+                    continue
+                try:
+                    await self.collection(col, length, head)
+                except ForkDetected:
+                    continue  # evidence kept and reported; go on with the other collections
+                mine = await trio.to_thread.run_sync(
+                    self._record_heads, col, peer_key, length, head, complete
+                )
+                if mine is not None:
+                    done.append(mine)
+            # tell the peer what we now hold, for its status and copy count (bounded messages)
+            for i in range(0, len(done), HAVE_PER_MESSAGE):
+                have = msg.encode("have", cols=done[i : i + HAVE_PER_MESSAGE])
+                await self._ask(have, "ok", 1024)
+            if not page.get("more"):
+                break
+            after = heads[-1][0]
         if self.result.forks:
             raise ForkDetected("; ".join(self.result.forks))
         return self.result

@@ -23,6 +23,9 @@ MAX_BLOCK_RESPONSE = item.MAX_BLOCK_SIZE + 1024
 MAX_RESPONSE = max(MAX_HEADS, MAX_ENTRIES_RESPONSE, MAX_RECORDS_RESPONSE, MAX_BLOCK_RESPONSE)
 
 ENTRIES_PER_RESPONSE = 512
+# Heads in one `heads` answer: a head is at most 83 bytes of CBOR, so 40,000 stay well inside
+# MAX_HEADS whatever the lengths; a server holding more for one peer pages (SPEC 11.5).
+HEADS_PER_RESPONSE = 40_000
 BLOCKS_PER_REQUEST = 256  # small blocks asked for together (blocks?)
 MAX_BLOCKS_RESPONSE = 8 << 20
 RECORDS_PER_REQUEST = 256
@@ -148,18 +151,27 @@ def _list(msg: dict, name: str, limit: int) -> list:
 
 
 def _heads_req(msg: dict) -> None:
-    if set(msg) != {"t"}:
-        raise FormatError("heads request has no fields")
+    if "after" in msg:
+        _id(msg, "after")
 
 
 def _heads(msg: dict) -> None:
-    for h in _list(msg, "cols", 1_000_000):
+    for h in _list(msg, "cols", HEADS_PER_RESPONSE):
         if type(h) is not list or len(h) != 4 or type(h[1]) is not int or h[1] < 1:
             raise FormatError("a head is [collection, length, head entry id, complete]")
         ids.check_raw_id(h[0])
         ids.check_raw_id(h[2])
         if type(h[3]) is not bool:
             raise FormatError("complete is a boolean")
+
+
+def _heads_page(msg: dict) -> None:
+    _heads(msg)
+    cols = [h[0] for h in msg["cols"]]
+    if any(a >= b for a, b in zip(cols, cols[1:], strict=False)):
+        raise FormatError("heads are not in ascending order of collection id")
+    if "more" in msg and (msg["more"] is not True or not cols):
+        raise FormatError("more is true, after at least one head, or absent")
 
 
 def _log_req(msg: dict) -> None:
@@ -232,7 +244,7 @@ def _ok(msg: dict) -> None:
 
 _CHECKS = {
     "heads?": _heads_req,
-    "heads": _heads,
+    "heads": _heads_page,
     "log?": _log_req,
     "entries": _entries,
     "records?": _records_req,
@@ -248,8 +260,8 @@ _CHECKS = {
 }
 # The exact fields of each message: anything else is refused (closed maps, SPEC 11.3).
 _FIELDS = {
-    "heads?": {"t"},
-    "heads": {"t", "cols"},
+    "heads?": {"t", "after"},
+    "heads": {"t", "cols", "more"},
     "log?": {"t", "col", "from", "limit"},
     "entries": {"t", "col", "from", "entries"},
     "records?": {"t", "ids"},

@@ -385,6 +385,7 @@ MALFORMED = [
     pytest.param(msg.encode("heads", cols=[]), id="a-response"),
     pytest.param(msg.encode("error", msg="boo"), id="an-error"),
     pytest.param(msg.encode("heads?", x=1), id="heads?-extra-field"),
+    pytest.param(msg.encode("heads?", after=b"\x12\x20" + bytes(31)), id="heads?-bad-after"),
     pytest.param(msg.encode("log?", col=SOME_ID, **{"from": 0}), id="missing-field"),
     pytest.param(msg.encode("log?", col=SOME_ID, limit=513, **{"from": 0}), id="limit-513"),
     pytest.param(
@@ -660,12 +661,6 @@ def test_records_answer_fits_its_cap(nodes, tmp_path):
     assert result.records == msg.RECORDS_PER_REQUEST
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SPEC Appendix C.11: the puller's final 'have' lists every collection in one request; "
-    "over ~800 collections it exceeds MAX_REQUEST (64 KiB), the server resets the stream and every "
-    "sync with that peer fails (replicate.Puller.run)",
-)
 def test_have_fits_the_request_cap_with_many_collections(nodes, monkeypatch):
     monkeypatch.setattr(store_mod.lmdb, "open", functools.partial(lmdb.open, sync=False))  # speed
     a, b = nodes("a"), nodes("b")
@@ -680,16 +675,22 @@ def test_have_fits_the_request_cap_with_many_collections(nodes, monkeypatch):
             state = a.archive.create(txn, genesis)
             a.archive.append(txn, state, a.identity, "grant", 0, peer=b.public_key, role="hold")
     # b already holds them all (copied in one transaction: pulling 900 collections is slow),
-    # so the session is heads, nothing to fetch, then the one "have" naming all 900
+    # so the session is heads, nothing to fetch, then "have" in messages that fit the request cap
     with a.store.read() as source, b.store.write() as txn:
         for state in a.archive.states(source):
             genesis, grant = (a.archive.entry(source, state.id, seq) for seq in (0, 1))
             copy = b.archive.create(txn, genesis)
             b.archive.append_entry(txn, copy, grant)
             b.archive.mark_complete(txn, copy.id, copy.length)
+    with b.store.read() as txn:  # the premise: one "have" naming all 900 would not fit
+        heads = [[s.id, s.length, s.head, True] for s in b.archive.states(txn)]
+    assert len(msg.encode("have", cols=heads)) > msg.MAX_REQUEST
     session, sent, error = pull(b, a)
-    assert sent.sent == Counter({"heads?": 1, "have": 1})
     assert error is None, error
+    pages = -(-count // replicate.HAVE_PER_MESSAGE)
+    assert pages > 1 and sent.sent == Counter({"heads?": 1, "have": pages})
+    with a.store.read() as txn:  # and the server recorded every one of them
+        assert sum(1 for _ in txn.cursor(a.store.db["peerstate"])) == count
 
 
 def test_redaction_received_keeps_blocks_other_items_use(nodes, tmp_path, monkeypatch):
@@ -742,3 +743,72 @@ def test_small_blocks_travel_together_and_a_capped_answer_is_completed(
     wanted = {blk for i in items for blk in _blocks_of(a, i)}
     assert block_ids(b) == wanted
     assert verify_all(b).ok
+
+
+def test_heads_are_paged_and_a_page_never_lists_what_the_peer_may_not_fetch(
+    nodes, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(msg, "HEADS_PER_RESPONSE", 2)
+    a, b, c = nodes("a"), nodes("b"), nodes("c")
+    trust(a, b)
+    trust(b, a)
+    trust(a, c)
+    made = [collections.create(a, f"c{i}", "public").state.id for i in range(7)]
+    shared = sorted(made)[1::2] + sorted(made)[:1]  # 4 of 7, so pages skip the others
+    for col in shared:
+        grants.share(a, collections.resolve(a, ids.to_text("col", col)), b.peer_id)
+    session, sent, error = pull(b, a)
+    assert error is None, error
+    assert sent.sent["heads?"] == 2  # pages of 2 and 2; the second says no more follow
+    with b.store.read() as txn:
+        assert sorted(s.id for s in b.archive.states(txn)) == sorted(shared)
+    # each page is ascending, after the id asked, and lists only what b may fetch
+    first, second = ask(a, b.public_key, msg.encode("heads?"), msg.encode("heads?", after=made[0]))
+    assert [h[0] for h in first["cols"]] == sorted(shared)[:2] and first["more"] is True
+    assert all(h[0] > made[0] for h in second["cols"])
+    assert all(h[0] in shared for h in second["cols"])
+    # a peer granted nothing sees an empty page, with no hint of more
+    (none,) = ask(a, c.public_key, msg.encode("heads?"))
+    assert none == {"t": "heads", "cols": []}
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        pytest.param({"more": True, "cols": []}, id="more-without-heads"),
+        pytest.param({"more": False}, id="more-false"),
+        pytest.param({"order": "descending"}, id="descending"),
+        pytest.param({"more": True, "repeat": True}, id="second-page-goes-back"),
+    ],
+)
+def test_a_server_paging_heads_wrongly_is_a_violation(nodes, tmp_path, page):
+    a, b = nodes("a"), nodes("b")
+    trust(a, b)
+    trust(b, a)
+    made = sorted(collections.create(a, f"c{i}", "public").state.id for i in range(2))
+    for col in made:
+        grants.share(a, collections.resolve(a, ids.to_text("col", col)), b.peer_id)
+
+    async def lying(server: Node, stream: FramedStream, peer: bytes) -> None:
+        honest = replicate.Server(server, peer)
+        while frame := await stream.recv(msg.MAX_REQUEST):
+            request = msg.decode(frame, msg.MAX_REQUEST, msg.REQUESTS)
+            if request["t"] != "heads?":
+                for answer in honest.answer(request):
+                    await stream.send(answer)
+                continue
+            (real,) = honest.answer({"t": "heads?"})
+            cols = msg.decode(real, msg.MAX_HEADS, ("heads",))["cols"]
+            if page.get("order") == "descending":
+                cols = cols[::-1]
+            fields = {"cols": page.get("cols", cols)}
+            if "more" in page:
+                fields["more"] = page["more"]
+            await stream.send(msg.encode("heads", **fields))
+
+    _, _, error = pull(b, a, serve=lying)
+    assert isinstance(error, replicate.PeerViolation), error
+    if page.get("repeat"):
+        assert "goes back" in str(error)
+    else:
+        assert "heads" in str(error) or "more" in str(error)
