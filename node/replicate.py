@@ -505,9 +505,12 @@ class Puller:
         if reply["col"] != col or reply["from"] != seq or len(reply["entries"]) != 1:
             raise PeerViolation("the log range answered is not the one asked for")
         try:
-            return log.parse_entry(reply["entries"][0])
+            entry = log.parse_entry(reply["entries"][0])
         except FormatError as exc:
             raise PeerViolation(f"invalid log entry at {seq}: {exc}") from None
+        if entry.seq != seq or (seq > 0 and entry.body["col"] != col):
+            raise PeerViolation(f"the entry answered for position {seq} is not at that position")
+        return entry
 
     async def _find_fork(self, col: bytes, upto: int) -> None:
         """Our log and the peer's differ below `upto`: find the first position where they do,
@@ -731,7 +734,9 @@ class Puller:
         self.result.entries += count
 
     def _keep_fork(self, col: bytes, entry: Entry) -> None:
-        """Keep a conflicting, owner-signed entry as evidence, beside our own at that position."""
+        """Keep a conflicting, owner-signed entry as evidence, beside our own at that position.
+        Only proof is kept: signed by the owner, at that position of C, following our entry
+        before it and differing from ours (SPEC 11.7, step 2); else the peer lied."""
         with self.node.store.write() as txn:
             state = self.node.archive.state(txn, col)
             try:
@@ -740,6 +745,15 @@ class Puller:
                 raise PeerViolation(
                     f"the peer's entry at position {entry.seq} is not signed by the owner"
                 ) from None
+            if not 0 < entry.seq < state.length:  # its entry before ours agreed, yet did not chain
+                raise PeerViolation(f"the peer's log answers disagree at position {entry.seq}")
+            ours = self.node.archive.entry(txn, col, entry.seq)
+            before = self.node.archive.entry(txn, col, entry.seq - 1)
+            if entry.body["prev"] != before.id or entry.id == ours.id:
+                raise PeerViolation(
+                    f"the peer's entry at position {entry.seq} is no fork of ours: "
+                    "it does not follow our entry before it, or it is ours"
+                )
             self._fork(col, entry.seq, "two different owner-signed entries")
             key = col + entry.seq.to_bytes(8, "big") + entry.id
             txn.put(key, entry.raw, db=self.node.store.db["forks"])

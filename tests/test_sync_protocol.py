@@ -276,6 +276,50 @@ def test_fork_from_a_longer_branch_is_refused_and_owner_signed_evidence_kept(
     assert raw_log(a2, col) == before
 
 
+@pytest.mark.parametrize("answer", ["other-position", "other-collection", "our-own"])
+def test_a_false_fork_claim_is_a_violation_and_keeps_nothing(nodes, tmp_path, answer):
+    """A trusted peer announces a head that differs from ours, then answers the fork search
+    with owner-signed entries that prove nothing: no alarm is raised, no evidence kept."""
+    a, b = nodes("a"), nodes("b")
+    trust(a, b)
+    trust(b, a)
+    col = collections.create(a, "cases", "public").state.id
+    for i in range(5):
+        add_file(a, col, tmp_path, 1000, f"{i}.bin")
+    other = collections.create(a, "other", "public").state.id
+    for i in range(5):
+        add_file(a, other, tmp_path, 1000, f"o{i}.bin")
+    grants.share(a, collections.resolve(a, "cases"), b.peer_id)
+    pull_ok(b, a)
+    length = state_of(b, col).length
+
+    async def lying(server: Node, stream: FramedStream, peer: bytes) -> None:
+        honest = replicate.Server(server, peer)
+        while frame := await stream.recv(msg.MAX_REQUEST):
+            request = msg.decode(frame, msg.MAX_REQUEST, msg.REQUESTS)
+            if request["t"] == "heads?":
+                fake = [[col, length, ids.sha256_id(b"not the head"), True]]
+                await stream.send(msg.encode("heads", cols=fake))
+                continue
+            if request["t"] == "log?" and answer != "our-own":
+                seq = 1 if answer == "other-position" else request["from"]
+                raw = entry_at(a, col if answer == "other-position" else other, seq).raw
+                await stream.send(
+                    msg.encode("entries", col=col, entries=[raw], **{"from": request["from"]})
+                )
+                continue
+            for reply in honest.answer(request):
+                await stream.send(reply)
+
+    before = raw_log(b, col)
+    session, _, error = pull(b, a, serve=lying)
+    assert isinstance(error, replicate.PeerViolation), error
+    assert not isinstance(error, replicate.ForkDetected)
+    assert "position" in str(error)
+    assert session.result.forks == [] and db_items(b, "forks") == []
+    assert raw_log(b, col) == before and verify_all(b).ok
+
+
 # --- (b) what a server serves to whom -------------------------------------------------------------
 
 
