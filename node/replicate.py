@@ -147,7 +147,11 @@ class Server:
             return None
         if may_serve(self.node, state, self.peer_key, self.role):
             return state
-        return state if log_only and self.peer_key in state.former else None
+        # A revoked peer still learns the log that revokes it (a mirror must stop publishing),
+        # but a mirror-role peer never learns anything of a non-public collection (SPEC 4.10).
+        if not log_only or self.peer_key not in state.former:
+            return None
+        return state if self.role != "mirror" or state.tier == "public" else None
 
     def _heads(self, txn: lmdb.Transaction, after: bytes | None) -> bytes:
         """One page of heads: the served collections after `after`, ascending, with "more"

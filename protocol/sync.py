@@ -157,7 +157,7 @@ def _heads_req(msg: dict) -> None:
 
 def _heads(msg: dict) -> None:
     for h in _list(msg, "cols", HEADS_PER_RESPONSE):
-        if type(h) is not list or len(h) != 4 or type(h[1]) is not int or h[1] < 1:
+        if type(h) is not list or len(h) != 4 or type(h[1]) is not int or not 1 <= h[1] <= 2**63:
             raise FormatError("a head is [collection, length, head entry id, complete]")
         ids.check_raw_id(h[0])
         ids.check_raw_id(h[2])

@@ -437,6 +437,9 @@ MALFORMED = [
     ),
     pytest.param(msg.encode("records?", ids=[SOME_ID] * 257), id="257-ids"),
     pytest.param(msg.encode("have", cols=[[SOME_ID, 0, SOME_ID, True]]), id="have-length-0"),
+    pytest.param(
+        msg.encode("have", cols=[[SOME_ID, 2**63 + 1, SOME_ID, True]]), id="have-length-2^63+1"
+    ),
     pytest.param(b"\xa0" * (msg.MAX_REQUEST + 1), id="oversized"),
     pytest.param(
         msg.encode("log?", col=SOME_ID, limit=1, x=1, **{"from": 0}),
@@ -856,3 +859,41 @@ def test_a_server_paging_heads_wrongly_is_a_violation(nodes, tmp_path, page):
         assert "goes back" in str(error)
     else:
         assert "heads" in str(error) or "more" in str(error)
+
+
+def test_a_revoked_peer_learns_only_the_log_and_a_mirror_nothing_of_a_non_public_one(
+    nodes, tmp_path
+):
+    a, p, m = nodes("a"), nodes("p"), nodes("m", role="mirror")
+    trust(a, p)
+    trust(a, m)  # m is a partner for now
+    made = {tier: collections.create(a, tier, tier).state.id for tier in ("public", "trusted")}
+    for tier, col in made.items():
+        add_file(a, col, tmp_path, 3000, f"{tier}.bin")
+        for peer in (p, m):
+            info = collections.resolve(a, tier)
+            grants.share(a, info, peer.peer_id)
+            grants.unshare(a, collections.resolve(a, tier), peer.peer_id)
+    trust(a, m, role="mirror")  # then a learns that m is a mirror
+
+    def learns(peer: Node) -> dict[str, tuple[bool, int]]:
+        out = {}
+        for tier, col in made.items():
+            heads, entries = ask(
+                a,
+                peer.public_key,
+                msg.encode("heads?"),
+                msg.encode("log?", col=col, limit=512, **{"from": 0}),
+            )
+            out[tier] = (col in [h[0] for h in heads["cols"]], len(entries["entries"]))
+        return out
+
+    length = {tier: state_of(a, col).length for tier, col in made.items()}
+    # p learns both logs, to the revocation (it must learn it was revoked), and nothing else
+    assert learns(p) == {tier: (True, length[tier]) for tier in made}
+    # the mirror learns the public log (a revoked mirror must stop publishing), never the other
+    assert learns(m) == {"public": (True, length["public"]), "trusted": (False, 0)}
+    record_ids = [i for i, _ in db_items(a, "records")]
+    for peer in (p, m):  # and no records (nor, through them, blocks)
+        (records,) = ask(a, peer.public_key, msg.encode("records?", ids=record_ids))
+        assert records["records"] == [None] * len(record_ids)
