@@ -133,7 +133,9 @@ class Server:
         except Exception:
             self.role = "untrusted"
         # Per item, the block ids a peer may ask for through it; bounded by the ids held.
-        self._allowed_items: dict[bytes, set[bytes]] = {}
+        # Per item, the block ids a peer may ask for through it, and the manifests not held here
+        # when that was built (what they list is added once they arrive); bounded by ids held.
+        self._allowed_items: dict[bytes, tuple[set[bytes], list[bytes]]] = {}
         self._allowed_ids = 0
         self._served = 0  # bytes of blocks read since the last Store.release_map
 
@@ -248,8 +250,10 @@ class Server:
             states[col] = self._state(txn, col)
         if states[col] is None:
             return None
-        allowed = self._allowed_items.get(item_id)
-        if allowed is None:
+        cached = self._allowed_items.get(item_id)
+        if cached is None or (block_id not in cached[0] and cached[1]):
+            # New, or a miss while manifests were missing: one may have arrived since (this
+            # server is itself still pulling the item). Only the missing ones are read again.
             raw = self._record(txn, item_id)
             if raw is None:
                 return None
@@ -257,17 +261,25 @@ class Server:
                 record = item_mod.parse_record(raw)
             except FormatError:
                 return None
-            allowed = set(record.inline_blocks() or []) | set(record.manifest_ids())
-            for m in record.manifest_ids():
+            if cached is None:
+                allowed = set(record.inline_blocks() or []) | set(record.manifest_ids())
+                missing = record.manifest_ids()
+            else:
+                allowed, missing = cached
+                self._allowed_ids -= len(allowed)
+            still = []
+            for m in missing:
                 data = self.node.blobs.get(txn, m)
                 if data is not None and ids.sha256_id(data) == m:
                     allowed.update(item_mod.decode_manifest(bytes(data), _manifest_len(record, m)))
+                else:
+                    still.append(m)
             if self._allowed_ids + len(allowed) > ALLOWED_IDS_CACHED:
                 self._allowed_items.clear()  # rebuilt as needed: a cache, never a limit
                 self._allowed_ids = 0
-            self._allowed_items[item_id] = allowed
+            cached = self._allowed_items[item_id] = (allowed, still)
             self._allowed_ids += len(allowed)
-        if block_id not in allowed:
+        if block_id not in cached[0]:
             return None
         data = self.node.blobs.get(txn, block_id)
         if data is None:

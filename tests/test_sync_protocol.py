@@ -897,3 +897,44 @@ def test_a_revoked_peer_learns_only_the_log_and_a_mirror_nothing_of_a_non_public
     for peer in (p, m):  # and no records (nor, through them, blocks)
         (records,) = ask(a, peer.public_key, msg.encode("records?", ids=record_ids))
         assert records["records"] == [None] * len(record_ids)
+
+
+def test_a_block_listed_in_a_manifest_that_arrives_mid_session_is_then_served(
+    nodes, tmp_path, monkeypatch
+):
+    """A server still pulling an item itself: a block listed only in a manifest it lacks is
+    answered null, and served once that manifest has arrived, in the same session."""
+    monkeypatch.setattr(item_mod, "INLINE_BLOCKS", 2)
+    monkeypatch.setattr(item_mod, "MANIFEST_FANOUT", 3)
+    from tests.nodeutil import distinct_chunks
+
+    a, s, b = nodes("a"), nodes("s"), nodes("b")
+    for x, y in [(s, a), (a, s), (s, b)]:
+        trust(x, y)
+    collections.create(a, "big", "public")
+    path = tmp_path / "seven.bin"
+    distinct_chunks(path, 7)  # 7 blocks: 3 manifests of 3, 3 and 1
+    info = collections.resolve(a, "big")
+    item = ids.from_text(ingest.add(a, info, ingest.gather([path]), {})[0].id, "itm")
+    for peer in (s, b):
+        grants.share(a, collections.resolve(a, "big"), peer.peer_id)
+    pull_ok(s, a)
+    record = record_of(s, item)
+    last = record.manifest_ids()[-1]
+    with s.store.read() as txn:
+        listed = item_mod.decode_manifest(bytes(s.blobs.get(txn, last)), 1)
+    key = last + b"\0\0"  # the LMDB blob backend's key of a block's first fragment
+    with s.store.write() as txn:  # s has not received that manifest yet
+        saved = txn.pop(key, db=s.store.db["blocks"])
+    server = replicate.Server(s, b.public_key)
+
+    def block(block_id: bytes) -> bytes | None:
+        (frame,) = server.answer({"t": "block?", "item": item, "id": block_id})
+        return msg.decode(frame, msg.MAX_BLOCK_RESPONSE, ("block",))["data"]
+
+    assert block(record.manifest_ids()[0]) is not None  # the item's list is cached now
+    assert block(listed[0]) is None
+    with s.store.write() as txn:
+        txn.put(key, saved, db=s.store.db["blocks"])
+    data = block(listed[0])
+    assert data is not None and ids.sha256_id(data) == listed[0]
