@@ -152,19 +152,21 @@ def init(c: Ctx, name: str, no_passphrase: bool, restore: Path | None, role: str
         from amanah.node import peers
         from amanah.node.home import Node
 
+        restored = 0
         with Node(c.home, lambda: passphrase) as node:
             for p in backup.peers:
+                # SPEC 9.3: exactly these four fields (a closed map); an element that is not
+                # one is skipped and reported, never guessed at, and never fails the restore.
+                if not isinstance(p, dict) or set(p) != {"peer_id", "name", "addrs", "role"}:
+                    click.echo(f"skipped a peer entry of the backup: {p!r:.200}", err=True)
+                    continue
                 try:
-                    peers.add(
-                        node,
-                        p["peer_id"],
-                        p.get("addrs", []),
-                        p.get("name", ""),
-                        p.get("role", "partner"),
-                    )
-                except (AmanahError, KeyError, TypeError):
-                    click.echo(f"skipped a peer entry of the backup: {p!r}", err=True)
-        click.echo(f"Restored {len(backup.peers)} trusted peer(s). Run `amanah sync --wait` or")
+                    peers.add(node, p["peer_id"], p["addrs"], p["name"], p["role"])
+                except (AmanahError, TypeError) as exc:
+                    click.echo(f"skipped a peer entry of the backup ({exc}): {p!r:.200}", err=True)
+                    continue
+                restored += 1
+        click.echo(f"Restored {restored} trusted peer(s). Run `amanah sync --wait` or")
         click.echo("`amanah run`: the collections come back from whichever partners are alive.")
 
 

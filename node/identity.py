@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nacl.exceptions
 import nacl.pwhash
@@ -32,6 +33,12 @@ HOME_KDF = (nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE, nacl.pwhash.argon2id.MEML
 BACKUP_KDF = (nacl.pwhash.argon2id.OPSLIMIT_MODERATE, nacl.pwhash.argon2id.MEMLIMIT_MODERATE)
 _MAX_OPS = nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE
 _MAX_MEM = nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE
+
+# The closed key sets of SPEC 9 (1.2: a reader refuses a key the structure does not define).
+_SEALED_KEYS = frozenset({"kdf", "ops", "mem", "salt", "box"})  # 9.1 sealed-fields
+_PLAIN_KEYS = frozenset({"kdf", "secret"})  # 9.2, "kdf": "none"
+_IDENTITY_KEYS = frozenset({"v", "public"})  # 9.2 identity-file and 9.3 backup-file (+ "tag")
+_PAYLOAD_KEYS = frozenset({"seed", "name", "peers"})  # 9.3 backup-payload, all required
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,9 @@ class Backup:
 
     identity: Identity
     name: str
-    peers: list[dict] = field(default_factory=list)
+    # Written from `peers.Peer.as_dict()`. As read, elements are kept as they are, maps or not:
+    # the restorer skips and reports each one it cannot use, it never refuses the backup (9.3).
+    peers: list[Any] = field(default_factory=list)
 
 
 # --- sealing under a passphrase ---------------------------------------------------------------
@@ -86,6 +95,8 @@ def _seal(secret: bytes, passphrase: str, params: tuple[int, int]) -> dict:
 
 
 def _open(record: dict, passphrase: str | None, what: str) -> bytes:
+    """The secret of a record `_read_record` accepted. FormatError if its parameters are out of
+    range (checked there too), PassphraseError if the passphrase is missing or wrong."""
     if record.get("kdf") == "none":
         return record["secret"]
     if passphrase is None:
@@ -93,20 +104,35 @@ def _open(record: dict, passphrase: str | None, what: str) -> bytes:
             f"{what} is protected by a passphrase: set AMANAH_PASSPHRASE, use --passphrase-file, "
             "or run in a terminal to be asked"
         )
+    _check_sealed(record)
     ops, mem, salt = record["ops"], record["mem"], record["salt"]
-    if not (
-        isinstance(ops, int)
-        and isinstance(mem, int)
-        and 0 < ops <= _MAX_OPS
-        and 0 < mem <= _MAX_MEM
-    ):
-        raise FormatError("key-stretching parameters out of range")
-    if not isinstance(salt, bytes) or len(salt) != nacl.pwhash.argon2id.SALTBYTES:
-        raise FormatError("bad salt")
     try:
         return nacl.secret.SecretBox(_kdf(passphrase, salt, ops, mem)).decrypt(record["box"])
     except (nacl.exceptions.CryptoError, TypeError, ValueError):
         raise PassphraseError(f"wrong passphrase for {what}") from None
+
+
+def _check_sealed(record: dict) -> None:
+    """9.1: integers (not booleans) in range and a 16-byte salt, before running Argon2id."""
+    ops, mem = record.get("ops"), record.get("mem")
+    if not (type(ops) is int and 0 < ops <= _MAX_OPS and type(mem) is int and 0 < mem <= _MAX_MEM):
+        raise FormatError("key-stretching parameters out of range")
+    salt = record.get("salt")
+    if not isinstance(salt, bytes) or len(salt) != nacl.pwhash.argon2id.SALTBYTES:
+        raise FormatError("bad salt")
+    if not isinstance(record.get("box"), bytes):
+        raise FormatError("no sealed key")
+
+
+def _check_keys(value: dict, keys: frozenset[str], optional: frozenset[str] = frozenset()) -> None:
+    """Refuse a map with a key outside `keys | optional`, or without one of `keys` (1.2)."""
+    for key in sorted(value):
+        if key not in keys and key not in optional:
+            shown = key if len(key) <= 40 else key[:40] + "…"
+            raise FormatError(f"undefined key {shown!r}")
+    for key in sorted(keys):
+        if key not in value:
+            raise FormatError(f"missing {key!r}")
 
 
 # --- the identity file in a home ----------------------------------------------------------------
@@ -128,7 +154,10 @@ def read_public_key(path: Path) -> bytes:
 
 def load_identity(path: Path, passphrase: str | None) -> Identity:
     record = _read_record(path, "identity")
-    seed = _open(record, passphrase, "the node identity")
+    try:
+        seed = _open(record, passphrase, "the node identity")
+    except FormatError as exc:  # not reached: _read_record has checked the same
+        raise HomeError(f"identity file {path} is damaged: {exc}") from None
     identity = _identity_from_seed(seed, "identity")
     if identity.public_key != record["public"]:
         raise HomeError(f"identity file {path} is damaged (key does not match)")
@@ -145,7 +174,9 @@ def _identity_from_seed(seed: object, what: str) -> Identity:
     return Identity(nacl.signing.SigningKey(seed))
 
 
-def _read_record(path: Path, what: str) -> dict:
+def _read_record(path: Path, what: str, backup: bool = False) -> dict:
+    """Read an identity file (9.2) or, with `backup`, the outer map of a backup (9.3), whose
+    `tag` the caller checks. HomeError, naming `what`, if it is missing or does not follow 9."""
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_IDENTITY_FILE + 1)
@@ -155,16 +186,25 @@ def _read_record(path: Path, what: str) -> dict:
         raise HomeError(f"cannot read {what} file {path}: {exc.strerror}") from None
     try:
         record = cbor.decode(raw, MAX_IDENTITY_FILE)
-        if not isinstance(record, dict) or record.get("v") != IDENTITY_VERSION:
+        if not isinstance(record, dict):
             raise FormatError("unknown format")
-        if not isinstance(record.get("public"), bytes) or len(record["public"]) != 32:
-            raise FormatError("no public key")
-        if record.get("kdf") not in ("none", "argon2id"):
+        v = record.get("v")
+        if not (type(v) is int and v == IDENTITY_VERSION):  # `true` == 1 in Python
+            raise FormatError("unknown format")
+        kdf = record.get("kdf")
+        if kdf not in ("none", "argon2id"):
             raise FormatError("unknown key protection")
-        if record["kdf"] == "none" and not isinstance(record.get("secret"), bytes):
+        sealed = _SEALED_KEYS if kdf == "argon2id" else _PLAIN_KEYS
+        if backup:
+            _check_keys(record, _IDENTITY_KEYS | sealed, optional=frozenset({"tag"}))
+        else:
+            _check_keys(record, _IDENTITY_KEYS | sealed)
+        if not isinstance(record["public"], bytes) or len(record["public"]) != 32:
+            raise FormatError("no public key")
+        if kdf == "argon2id":
+            _check_sealed(record)
+        elif not isinstance(record["secret"], bytes) or len(record["secret"]) != 32:
             raise FormatError("no key")
-        if record["kdf"] == "argon2id" and not isinstance(record.get("box"), bytes):
-            raise FormatError("no sealed key")
     except FormatError as exc:
         raise HomeError(f"{what} file {path} is damaged or not an Amanah {what}: {exc}") from None
     return record
@@ -205,22 +245,27 @@ def write_backup(path: Path, backup: Backup, passphrase: str) -> None:
 
 
 def read_backup(path: Path, passphrase: str | None) -> Backup:
+    """Open a backup (9.3). InvalidInput if it does not follow 9, PassphraseError if the
+    passphrase is missing or wrong. `peers` elements are not checked here (see `Backup`)."""
     try:
-        record = _read_record(path, "backup")
+        record = _read_record(path, "backup", backup=True)
     except HomeError as exc:
         raise InvalidInput(str(exc)) from None
     if record.get("tag") != BACKUP_TAG:
         raise InvalidInput(f"{path} is not an Amanah identity backup")
-    if record.get("kdf") != "argon2id" or type(record.get("v")) is not int:
+    if record["kdf"] != "argon2id":
         raise InvalidInput(f"{path} is not a passphrase-protected Amanah identity backup")
     try:
         payload = cbor.decode(_open(record, passphrase, "the backup"), MAX_IDENTITY_FILE)
-        if not isinstance(payload, dict) or not isinstance(payload.get("name"), str):
+        if not isinstance(payload, dict):
             raise FormatError("bad payload")
-        peers = payload.get("peers", [])
-        if not isinstance(peers, list) or not all(isinstance(p, dict) for p in peers):
+        _check_keys(payload, _PAYLOAD_KEYS)
+        if not isinstance(payload["name"], str):
+            raise FormatError("bad name")
+        peers = payload["peers"]
+        if not isinstance(peers, list):
             raise FormatError("bad peers")
-        identity = _identity_from_seed(payload.get("seed"), "backup")
+        identity = _identity_from_seed(payload["seed"], "backup")
     except (FormatError, HomeError) as exc:
         raise InvalidInput(f"backup {path} is damaged: {exc}") from None
     if identity.public_key != record["public"]:

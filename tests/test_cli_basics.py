@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from amanah.protocol import ids
+from nacl.signing import SigningKey
 
 from tests.conftest import PASSPHRASE, Cli
 from tests.nodeutil import MiB, block_ids, fails, run_bytes
@@ -416,6 +417,60 @@ def test_restore_with_the_wrong_passphrase(node_cli, tmp_path):
     other = Cli(tmp_path / "home2", node_cli.cwd, passphrase="not the one")
     fails(other("init", "--restore", str(backup)), "wrong passphrase")
     assert not other.home.exists()
+
+
+def _crafted_backup(path: Path, payload: dict, **extra: object) -> Path:
+    """A backup sealed with PASSPHRASE at libsodium's minimum cost (any cost within 9.1 reads)."""
+    from amanah.node import identity as identity_mod
+    from amanah.protocol import cbor
+
+    public = identity_mod.Identity(SigningKey(payload["seed"])).public_key
+    record = {"v": 1, "tag": identity_mod.BACKUP_TAG, "public": public, **extra}
+    record.update(identity_mod._seal(cbor.encode(payload), PASSPHRASE, (1, 8192)))
+    path.write_bytes(cbor.encode(record))
+    return path
+
+
+def test_restore_skips_and_reports_peer_entries_it_cannot_use(cli, tmp_path):
+    """9.3: an unusable element of `peers` is skipped and reported; the backup still restores."""
+    seed, partner = os.urandom(32), SigningKey.generate().verify_key.encode()
+    good = {
+        "peer_id": ids.peer_id_from_public_key(partner),
+        "name": "partner",
+        "addrs": ["/ip4/127.0.0.1/tcp/4710"],
+        "role": "partner",
+    }
+    extra = {**good, "peer_id": ids.peer_id_from_public_key(bytes(32)), "x": 1}  # closed map
+    bad_addr = {**good, "peer_id": ids.peer_id_from_public_key(b"\1" * 32), "addrs": ["nope"]}
+    payload = {
+        "seed": seed,
+        "name": "Restored",
+        "peers": [7, good, {"peer_id": "nope"}, extra, bad_addr],
+    }
+    r = cli.ok("init", "--restore", str(_crafted_backup(tmp_path / "b", payload)))
+    assert "skipped a peer entry of the backup: 7" in r.err
+    assert "skipped a peer entry of the backup: {'peer_id': 'nope'}" in r.err
+    assert "'x': 1" in r.err  # the element with an undefined key, shown
+    assert "skipped a peer entry of the backup (" in r.err  # the address refused, with why
+    assert "Restored 1 trusted peer(s)" in r.out
+    assert [p["peer_id"] for p in cli.ok("peer", "list", "--json").json()] == [good["peer_id"]]
+    assert cli.ok("id", "--json").json()["name"] == "Restored"
+
+
+@pytest.mark.parametrize(
+    "payload, extra, needle",
+    [
+        ({"peers": []}, {"note": "x"}, "undefined key 'note'"),
+        ({"peers": [], "created": 1}, {}, "undefined key 'created'"),
+        ({}, {}, "missing 'peers'"),
+    ],
+)
+def test_restore_refuses_a_backup_the_format_does_not_define(cli, tmp_path, payload, extra, needle):
+    backup = _crafted_backup(
+        tmp_path / "b", {"seed": os.urandom(32), "name": "n", **payload}, **extra
+    )
+    fails(cli("init", "--restore", str(backup)), needle)
+    assert not cli.home.exists()
 
 
 def test_passphrase_file(cli, tmp_path):
