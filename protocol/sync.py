@@ -117,14 +117,14 @@ def _decode_generic(frame: bytes, max_size: int, expect: tuple[str, ...]) -> dic
     if not isinstance(msg, dict) or not isinstance(msg.get("t"), str):
         raise FormatError("a message is a map with a text field t")
     t = msg["t"]
-    if t == "error" and "error" in expect or t not in expect:
-        if t == "error":
-            raise RemoteError(str(msg.get("msg", ""))[:500])
+    if t not in expect:
         raise FormatError(f"unexpected message {t!r}")
     extra = set(msg) - _FIELDS[t]
     if extra:
         raise FormatError(f"unknown field(s) in {t!r}: {', '.join(sorted(map(str, extra)))}")
     _CHECKS[t](msg)
+    if t == "error":  # checked like any message, then raised: it ends the session
+        raise RemoteError(msg["msg"][:500])
     return msg
 
 

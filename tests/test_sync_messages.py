@@ -80,3 +80,23 @@ def test_whatever_the_fast_decoder_accepts_the_generic_one_accepts_the_same(data
     except FormatError:
         got = None
     assert got == full  # the fast path changes no answer, accepted or refused
+
+
+def test_an_error_answer_is_checked_then_raised_with_its_text():
+    frame = msg.encode("error", msg="no such thing")
+    with pytest.raises(msg.RemoteError, match="no such thing"):
+        msg.decode(frame, msg.MAX_RESPONSE, ("entries", "error"))
+    with pytest.raises(FormatError, match="unexpected message 'error'"):  # not asked for
+        msg.decode(frame, msg.MAX_REQUEST, msg.REQUESTS)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"msg": 7}, {"msg": "x" * 1001}, {"msg": "x", "peer": "y"}, {}],
+    ids=["not-text", "too-long", "extra-field", "no-msg"],
+)
+def test_a_malformed_error_answer_is_malformed_not_remote(fields):
+    frame = msg.encode("error", **fields)
+    with pytest.raises(FormatError) as caught:
+        msg.decode(frame, msg.MAX_RESPONSE, ("entries", "error"))
+    assert not isinstance(caught.value, msg.RemoteError)
