@@ -154,10 +154,7 @@ def read_public_key(path: Path) -> bytes:
 
 def load_identity(path: Path, passphrase: str | None) -> Identity:
     record = _read_record(path, "identity")
-    try:
-        seed = _open(record, passphrase, "the node identity")
-    except FormatError as exc:  # not reached: _read_record has checked the same
-        raise HomeError(f"identity file {path} is damaged: {exc}") from None
+    seed = _open(record, passphrase, "the node identity")  # its fields checked by _read_record
     identity = _identity_from_seed(seed, "identity")
     if identity.public_key != record["public"]:
         raise HomeError(f"identity file {path} is damaged (key does not match)")
