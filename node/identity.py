@@ -33,6 +33,8 @@ HOME_KDF = (nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE, nacl.pwhash.argon2id.MEML
 BACKUP_KDF = (nacl.pwhash.argon2id.OPSLIMIT_MODERATE, nacl.pwhash.argon2id.MEMLIMIT_MODERATE)
 _MAX_OPS = nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE
 _MAX_MEM = nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE
+_MIN_MEM = nacl.pwhash.argon2id.MEMLIMIT_MIN  # 8,192: libsodium refuses less
+_BOX_OVERHEAD = nacl.secret.SecretBox.NONCE_SIZE + nacl.secret.SecretBox.MACBYTES  # 24 + 16
 
 # The closed key sets of SPEC 9 (1.2: a reader refuses a key the structure does not define).
 _SEALED_KEYS = frozenset({"kdf", "ops", "mem", "salt", "box"})  # 9.1 sealed-fields
@@ -112,16 +114,22 @@ def _open(record: dict, passphrase: str | None, what: str) -> bytes:
         raise PassphraseError(f"wrong passphrase for {what}") from None
 
 
-def _check_sealed(record: dict) -> None:
-    """9.1: integers (not booleans) in range and a 16-byte salt, before running Argon2id."""
+def _check_sealed(record: dict, secret_size: int | None = None) -> None:
+    """9.1: integers (not booleans) in range, a 16-byte salt and a box long enough (exactly
+    `secret_size` sealed, if given), before running Argon2id: a damaged file is reported as
+    damaged, not as a wrong passphrase."""
     ops, mem = record.get("ops"), record.get("mem")
-    if not (type(ops) is int and 0 < ops <= _MAX_OPS and type(mem) is int and 0 < mem <= _MAX_MEM):
+    in_range = type(ops) is int and 0 < ops <= _MAX_OPS
+    if not (in_range and type(mem) is int and _MIN_MEM <= mem <= _MAX_MEM):
         raise FormatError("key-stretching parameters out of range")
     salt = record.get("salt")
     if not isinstance(salt, bytes) or len(salt) != nacl.pwhash.argon2id.SALTBYTES:
         raise FormatError("bad salt")
-    if not isinstance(record.get("box"), bytes):
+    box = record.get("box")
+    if not isinstance(box, bytes):
         raise FormatError("no sealed key")
+    if len(box) <= _BOX_OVERHEAD or (secret_size and len(box) != _BOX_OVERHEAD + secret_size):
+        raise FormatError(f"the sealed key has the wrong length ({len(box)} bytes)")
 
 
 def _check_keys(value: dict, keys: frozenset[str], optional: frozenset[str] = frozenset()) -> None:
@@ -199,7 +207,7 @@ def _read_record(path: Path, what: str, backup: bool = False) -> dict:
         if not isinstance(record["public"], bytes) or len(record["public"]) != 32:
             raise FormatError("no public key")
         if kdf == "argon2id":
-            _check_sealed(record)
+            _check_sealed(record, None if backup else 32)  # a home's identity seals its seed
         elif not isinstance(record["secret"], bytes) or len(record["secret"]) != 32:
             raise FormatError("no key")
     except FormatError as exc:

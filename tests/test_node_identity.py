@@ -153,7 +153,15 @@ def test_identity_file_version_must_be_the_integer_1(file, v, sealed):
 
 @pytest.mark.parametrize(
     "changes",
-    [{"ops": True}, {"mem": True}, {"ops": 5}, {"ops": 0}, {"mem": 0}, {"mem": (1 << 30) + 1}],
+    [
+        {"ops": True},
+        {"mem": True},
+        {"ops": 5},
+        {"ops": 0},
+        {"mem": 0},
+        {"mem": 8191},
+        {"mem": (1 << 30) + 1},
+    ],
     ids=repr,
 )
 def test_identity_file_kdf_parameters_must_be_integers_in_range(file, changes):
@@ -169,6 +177,8 @@ def test_identity_file_kdf_parameters_must_be_integers_in_range(file, changes):
         (True, {"ops": DROP}, "missing 'ops'"),
         (True, {"salt": b"\x00" * 15}, "bad salt"),
         (True, {"box": "text"}, "no sealed key"),
+        (True, {"box": b"\x00" * 71}, "wrong length (71 bytes)"),
+        (True, {"box": b"\x00" * 73}, "wrong length (73 bytes)"),
         (True, {"kdf": "scrypt"}, "unknown key protection"),
         (True, {"public": DROP}, "missing 'public'"),
         (False, {"secret": DROP}, "missing 'secret'"),
@@ -209,6 +219,11 @@ def test_backup_version_must_be_the_integer_1(file, v):
 def test_backup_kdf_parameters_must_be_integers(file, changes):
     file.write_bytes(backup_bytes(Identity.generate(), changes=changes))
     refused_as_backup(file, "key-stretching parameters out of range")
+
+
+def test_backup_box_too_short_to_hold_anything_is_damage(file):
+    file.write_bytes(backup_bytes(Identity.generate(), changes={"box": b"\x00" * 40}))
+    refused_as_backup(file, "wrong length (40 bytes)")
 
 
 def test_backup_refuses_an_identity_file(file):
