@@ -42,6 +42,10 @@ log = logging.getLogger("amanah.daemon")
 PERIODIC = 30.0  # seconds between routine syncs with each peer
 WATCH_INTERVAL = 0.05  # seconds between looks at the store for local changes
 PEER_REFRESH = 1.0
+# Sync sessions one peer may hold open with us at once. A puller needs one (two while a
+# one-shot `amanah sync` runs beside its daemon); yamux sets no bound on inbound streams, and
+# each session holds a worker thread's turn, LMDB read slots (512 in all) and a block-list cache.
+MAX_SESSIONS_PER_PEER = 4
 RETRY_MIN, RETRY_MAX = 1.0, 60.0
 
 
@@ -89,6 +93,7 @@ class P2P:
         self.trio_token: trio.lowlevel.TrioToken | None = None
         self.cancel_scope: trio.CancelScope | None = None
         self.failure: BaseException | None = None
+        self.sessions: dict[str, int] = {}  # open sync sessions per peer id
 
     def _load_peers(self) -> None:
         trusted = {p.peer_id: p for p in peers_mod.all_peers(self.node)}
@@ -153,11 +158,25 @@ class P2P:
     # --- serving --------------------------------------------------------------------------------
 
     async def _serve_sync(self, stream: object) -> None:
-        key = ids.public_key_from_peer_id(stream.peer_id)  # type: ignore[attr-defined]
+        peer_id: str = stream.peer_id  # type: ignore[attr-defined]
+        open_now = self.sessions.get(peer_id, 0)
+        if open_now >= MAX_SESSIONS_PER_PEER:
+            log.warning(
+                "peer %s already has %d sync sessions open: refusing another", peer_id, open_now
+            )
+            await stream.send(msg.encode("error", msg="too many sessions at once"))  # type: ignore[attr-defined]
+            return
+        self.sessions[peer_id] = open_now + 1
         try:
-            await replicate.serve(self.node, stream, key)  # type: ignore[arg-type]
+            await replicate.serve(self.node, stream, ids.public_key_from_peer_id(peer_id))  # type: ignore[arg-type]
         except FormatError as exc:
-            log.warning("peer %s: sync request refused: %s", stream.peer_id, exc)  # type: ignore[attr-defined]
+            log.warning("peer %s: sync request refused: %s", peer_id, exc)
+        finally:
+            left = self.sessions[peer_id] - 1
+            if left:
+                self.sessions[peer_id] = left
+            else:
+                del self.sessions[peer_id]
 
     async def _serve_notify(self, stream: object) -> None:
         frame = b""

@@ -180,3 +180,49 @@ def test_a_local_failure_in_a_pull_is_reported_and_the_node_goes_on(
         assert length == 3 and puller.archive.complete_at(txn, col.state.id) == length
     for node in (source, puller):
         node.close()
+
+
+def test_a_peer_holding_too_many_sync_sessions_is_refused_more(tmp_path, caplog):
+    server, client = make(tmp_path, "server"), make(tmp_path, "client")
+    col = collections.create(server, "stuff", "public")
+    grants.share(server, col, client.peer_id)
+
+    async def main() -> None:
+        serving = P2P(server, ["/ip4/127.0.0.1/tcp/0"])
+        serving.net = Network(server.identity.seed, ["/ip4/127.0.0.1/tcp/0"], serving.is_trusted)
+        serving.net.handle(msg.SYNC_PROTOCOL, serving._serve_sync)
+        net = Network(client.identity.seed, ["/ip4/127.0.0.1/tcp/0"], lambda p: True)
+        async with trio.open_nursery() as n:
+            addrs = await n.start(serving.net.serve)
+            await n.start(net.serve)
+            peers.add(server, client.peer_id, [], "client")
+            serving._load_peers()
+            addr = [addrs[0].rsplit("/p2p/", 1)[0]]
+
+            async def heads(stream) -> dict:  # noqa: ANN001
+                await stream.send(msg.encode("heads?"))
+                frame = await stream.recv(msg.MAX_HEADS)
+                return msg.decode(frame, msg.MAX_HEADS, ("heads", "error"))
+
+            held = [await net.open(server.peer_id, addr, msg.SYNC_PROTOCOL) for _ in range(4)]
+            for stream in held:  # four sessions, each served
+                assert (await heads(stream))["cols"][0][0] == col.state.id
+            assert serving.sessions == {client.peer_id: 4}
+            extra = await net.open(server.peer_id, addr, msg.SYNC_PROTOCOL)
+            with pytest.raises(msg.RemoteError, match="too many sessions"):
+                await heads(extra)
+            for stream in held:
+                await stream.close()
+            with trio.fail_after(10):
+                while serving.sessions:  # the server sees each session end
+                    await trio.sleep(0.01)
+            again = await net.open(server.peer_id, addr, msg.SYNC_PROTOCOL)
+            assert (await heads(again))["cols"][0][0] == col.state.id
+            await again.close()
+            n.cancel_scope.cancel()
+
+    with caplog.at_level(logging.WARNING, logger="amanah"):
+        trio.run(main)
+    assert any("refusing another" in r.getMessage() for r in caplog.records)
+    for node in (server, client):
+        node.close()
