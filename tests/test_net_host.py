@@ -22,6 +22,7 @@ from amanah.node.net import (
     StreamRefused,
     UntrustedPeer,
 )
+from amanah.node.net import host as host_mod
 
 from .netutil import AllowList, Recorder, node, serving, trio_test, trust_each_other
 
@@ -411,3 +412,43 @@ async def test_stopping_closes_the_listener():
     # libp2p's host.run() alone would leave the listener accepting connections.
     with pytest.raises(OSError):
         await trio.open_tcp_stream("127.0.0.1", port)
+
+
+@trio_test(timeout=40)
+async def test_a_peer_holding_too_many_streams_has_new_ones_reset(caplog, monkeypatch):
+    monkeypatch.setattr(host_mod, "MAX_INBOUND_STREAMS", 5)
+    us, them = node(), node()
+    trust_each_other(us, them)
+    release = trio.Event()
+
+    async def hold(stream: FramedStream) -> None:
+        await stream.recv(100)
+        await release.wait()
+        await stream.send(b"done")
+
+    them.handle(PROTO, hold)
+    async with serving(us, them) as (_, them_addrs):
+        held = []
+        for _ in range(5):
+            s = await us.open(them.peer_id, them_addrs, PROTO)
+            await s.send(b"x")
+            held.append(s)
+        await trio.sleep(0.2)  # all five are in the handler now
+        with pytest.raises((StreamBroken, StreamRefused)):  # reset as it opens, or after
+            extra = await us.open(them.peer_id, them_addrs, PROTO)
+            await extra.send(b"x")
+            await extra.recv(100)
+        release.set()
+        for s in held:  # the held streams were not disturbed
+            assert await s.recv(100) == b"done"
+            await s.close()
+        with trio.fail_after(10):
+            while True:  # their slots come back: a new stream is served again
+                try:
+                    s = await us.open(them.peer_id, them_addrs, PROTO)
+                    await s.send(b"x")
+                    assert await s.recv(100) == b"done"
+                    break
+                except (StreamBroken, StreamRefused):
+                    await trio.sleep(0.05)
+    assert any("resetting a new" in r.getMessage() for r in caplog.records)

@@ -48,6 +48,9 @@ from .gate import TrustedNoise, check_trust
 
 Handler = Callable[[FramedStream], Awaitable[None]]
 DIAL_TIMEOUT = 10.0
+# Inbound streams one peer may have open in our handlers at once, all protocols together (a
+# puller uses one sync stream, a notice one short stream); more are reset on arrival.
+MAX_INBOUND_STREAMS = 64
 _CLOSE_TIMEOUT = 5.0
 _ADDR_TTL = 3600  # seconds; every fresh dial replaces the peer's addresses anyway
 
@@ -95,6 +98,7 @@ class Network:
         self.dial_timeout = dial_timeout
         self.log = logger or logging.getLogger("amanah.net")
         self._handlers: dict[str, Handler] = {}
+        self._inbound_open: dict[str, int] = {}  # streams each peer has open in our handlers
         self._host: IHost | None = None
         self._serving = False
         if fast_io:
@@ -240,6 +244,19 @@ class Network:
             if not await self._admit(stream, protocol):
                 return
             remote = stream.muxed_conn.peer_id.to_base58()
+            open_now = self._inbound_open.get(remote, 0)
+            if open_now >= MAX_INBOUND_STREAMS:
+                # yamux accepts any number of inbound streams and buffers up to a window
+                # (256 KiB) on each: a peer, even a trusted one, must not hold thousands.
+                self.log.warning(
+                    "peer %s has %d streams open: resetting a new %s stream",
+                    remote,
+                    open_now,
+                    protocol,
+                )
+                await _quietly(stream.reset())
+                return
+            self._inbound_open[remote] = open_now + 1
             framed = FramedStream(_Libp2pStream(stream), remote, protocol, max_frame=self.max_frame)
             try:
                 await handler(framed)
@@ -251,6 +268,12 @@ class Network:
                 await framed.reset()
             else:
                 await framed.close()
+            finally:
+                left = self._inbound_open[remote] - 1
+                if left:
+                    self._inbound_open[remote] = left
+                else:
+                    del self._inbound_open[remote]
 
         return inbound
 
