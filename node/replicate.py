@@ -30,7 +30,7 @@ import trio
 from amanah.protocol import crypto, ids, log
 from amanah.protocol import item as item_mod
 from amanah.protocol import sync as msg
-from amanah.protocol.errors import FormatError, IntegrityError
+from amanah.protocol.errors import FormatError
 from amanah.protocol.log import CollectionState, Entry
 
 from . import peers as peers_mod
@@ -120,6 +120,15 @@ def _make_home(txn: lmdb.Transaction, db: dict, col: bytes, item_id: bytes, seq:
         txn.put(bytes(where[:-8]) + item_id, bytes(where[-8:]), db=db["foreign"])
     txn.delete(col + item_id, db=db["foreign"])
     txn.put(item_id, col + seq.to_bytes(8, "big"), db=db["items"])
+
+
+def _verified_prefix(batch: list[tuple[bytes, bytes]]) -> int:
+    """How many blocks at the start of `batch` hash to their ids (all of them, unless a peer
+    sent a wrong one: what came before it is still stored, so a resumed pull skips it)."""
+    for n, (block_id, data) in enumerate(batch):
+        if ids.sha256_id(data) != block_id:
+            return n
+    return len(batch)
 
 
 class Server:
@@ -974,11 +983,11 @@ class Puller:
         """Fetch blocks, many requests in flight (up to IN_FLIGHT, and about IN_FLIGHT_BYTES by
         the sizes records announce), while a worker thread verifies and stores the previous
         batch: network and disk overlap."""
-        send, receive = trio.open_memory_channel(1)  # at most one batch waiting for the disk
+        send, receive = trio.open_memory_channel(1)  # at most one batch waiting for a hash
         failure: BaseException | None = None
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._storer, receive)
+                nursery.start_soon(self._verifier, receive)
                 async with send:
                     try:
                         small = [w for w in wanted if len(w) > 2 and w[2] <= SMALL_BLOCK]
@@ -994,6 +1003,25 @@ class Puller:
             raise _first_leaf(group) from None
         if failure is not None:
             raise failure
+
+    async def _verifier(self, batches: trio.MemoryReceiveChannel) -> None:
+        """Hash each batch in a worker thread, then hand it to the storer: a batch is hashed
+        while the one before is committed (hashlib and LMDB's sync both release the GIL), so
+        the disk's sync time, the longest stage, is the only one on the storing path."""
+        send, receive = trio.open_memory_channel(1)  # at most one hashed batch waiting
+        bad: bytes | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._storer, receive)
+            async with send, batches:
+                async for batch in batches:
+                    good = await trio.to_thread.run_sync(_verified_prefix, batch)
+                    if good:
+                        await send.send(batch[:good])
+                    if good < len(batch):
+                        bad = batch[good][0]
+                        break  # the storer still stores what came before it, then ends
+        if bad is not None:
+            raise PeerViolation(f"block {ids.to_text('blk', bad)} does not match its id")
 
     async def _storer(self, batches: trio.MemoryReceiveChannel) -> None:
         async with batches:
@@ -1073,14 +1101,12 @@ class Puller:
                     await batches.send(batch)
 
     def _store_blocks(self, batch: list[tuple[bytes, bytes]]) -> None:
+        """Store blocks `_verifier` has hashed, in one transaction."""
         if not batch:
             return
         with self.node.store.write() as txn:
             for block_id, data in batch:
-                try:
-                    self.node.blobs.put(txn, data, expect=block_id)
-                except IntegrityError as exc:
-                    raise PeerViolation(str(exc)) from None
+                self.node.blobs.put(txn, data, expect=block_id, verified=True)
                 self.result.blocks += 1
                 self.result.bytes += len(data)
         self.node.store.release_map()

@@ -542,6 +542,37 @@ def _cut_after(answered: int, asked: int) -> Serve:
     return serve
 
 
+def test_a_corrupt_block_is_refused_and_the_good_ones_before_it_kept(nodes, tmp_path, monkeypatch):
+    """All nine blocks travel in one storing batch; the fourth is corrupted: the three before
+    it are stored (a resumed pull skips them), it and those after are not."""
+    monkeypatch.setattr(replicate, "SMALL_BLOCK", 0)  # one block? per block
+    a, b = nodes("a"), nodes("b")
+    trust(a, b)
+    trust(b, a)
+    col = collections.create(a, "closed", "closed").state.id
+    item = add_file(a, col, tmp_path, 8 * MiB + 5, "big.bin")
+    grants.share(a, collections.resolve(a, "closed"), b.peer_id)
+    order = _blocks_of(a, item)
+
+    async def corrupt_fourth(node: Node, stream: FramedStream, peer_key: bytes) -> None:
+        server = replicate.Server(node, peer_key)
+        blocks = 0
+        while frame := await stream.recv(msg.MAX_REQUEST):
+            request = msg.decode(frame, msg.MAX_REQUEST, msg.REQUESTS)
+            blocks += request["t"] == "block?"
+            for response in server.answer(request):
+                if request["t"] == "block?" and blocks == 4:
+                    response = response[:-1] + bytes([response[-1] ^ 1])
+                await stream.send(response)
+
+    _, _, error = pull(b, a, serve=corrupt_fourth)
+    assert isinstance(error, replicate.PeerViolation) and "does not match its id" in str(error)
+    assert block_ids(b) == set(order[:3])
+    assert verify_all(b).ok or all("missing" in d.problem for d in verify_all(b).damaged)
+    pull_ok(b, a)
+    assert block_ids(b) == set(order) and verify_all(b).ok
+
+
 def test_cut_transfer_resumes_without_refetching_stored_blocks(nodes, tmp_path, monkeypatch):
     # Commit every block as it arrives (the reference commits every 16 MiB): what is stored
     # before the cut must not be asked for again.
