@@ -35,6 +35,7 @@ from . import peers as peers_mod
 from . import replicate
 from .errors import DamagedError, StoreFull
 from .home import Node
+from .net.slots import PeerSlots
 from .tuning import tune_process
 
 log = logging.getLogger("amanah.daemon")
@@ -93,7 +94,7 @@ class P2P:
         self.trio_token: trio.lowlevel.TrioToken | None = None
         self.cancel_scope: trio.CancelScope | None = None
         self.failure: BaseException | None = None
-        self.sessions: dict[str, int] = {}  # open sync sessions per peer id
+        self.sessions = PeerSlots(MAX_SESSIONS_PER_PEER)  # open sync sessions per peer id
 
     def _load_peers(self) -> None:
         trusted = {p.peer_id: p for p in peers_mod.all_peers(self.node)}
@@ -159,24 +160,20 @@ class P2P:
 
     async def _serve_sync(self, stream: object) -> None:
         peer_id: str = stream.peer_id  # type: ignore[attr-defined]
-        open_now = self.sessions.get(peer_id, 0)
-        if open_now >= MAX_SESSIONS_PER_PEER:
+        if not self.sessions.take(peer_id):
             log.warning(
-                "peer %s already has %d sync sessions open: refusing another", peer_id, open_now
+                "peer %s already has %d sync sessions open: refusing another",
+                peer_id,
+                self.sessions[peer_id],
             )
             await stream.send(msg.encode("error", msg="too many sessions at once"))  # type: ignore[attr-defined]
             return
-        self.sessions[peer_id] = open_now + 1
         try:
             await replicate.serve(self.node, stream, ids.public_key_from_peer_id(peer_id))  # type: ignore[arg-type]
         except FormatError as exc:
             log.warning("peer %s: sync request refused: %s", peer_id, exc)
         finally:
-            left = self.sessions[peer_id] - 1
-            if left:
-                self.sessions[peer_id] = left
-            else:
-                del self.sessions[peer_id]
+            self.sessions.release(peer_id)
 
     async def _serve_notify(self, stream: object) -> None:
         frame = b""

@@ -456,3 +456,16 @@ async def test_buffered_reader_serves_small_reads_from_one_big_read():
     assert await reader.read(1 << 20) == data[256 << 10 :]
     assert await reader.read(10) == b""
     assert reader.get_remote_address() == ("127.0.0.1", 1)
+
+
+def test_peer_slots_count_per_peer_up_to_the_limit():
+    from amanah.node.net import PeerSlots
+
+    slots = PeerSlots(2)
+    assert slots.take("a") and slots.take("a") and not slots.take("a")
+    assert slots.take("b") and slots == {"a": 2, "b": 1}
+    slots.release("a")
+    assert slots.take("a") and not slots.take("a")
+    for peer in ("a", "a", "b"):
+        slots.release(peer)
+    assert slots == {}  # a peer holding nothing is absent

@@ -18,6 +18,7 @@ Modules, one concept each:
 - fastio.py   throughput levers (read-ahead TCP, batching Noise session, yamux window updates)
 - compat.py   every libp2p 0.8.1 workaround and private name, in one place
 - errors.py   `NetError` and its subclasses (the hierarchy is drawn there)
+- slots.py    `PeerSlots`: per-peer counts of open streams or sessions, with a ceiling
 
 The design and the traps it avoids: shared/notes/libp2p-0.8.1.md and shared/DESIGN.md (Network).
 
@@ -39,6 +40,7 @@ from .errors import (
     UntrustedPeer,
 )
 from .framing import MAX_FRAME, ByteStream, FramedStream, TrioByteStream, memory_pair
+from .slots import PeerSlots
 
 if TYPE_CHECKING:
     from .host import Network
@@ -51,6 +53,7 @@ __all__ = [
     "FramedStream",
     "NetError",
     "Network",
+    "PeerSlots",
     "StreamBroken",
     "StreamClosed",
     "StreamRefused",

@@ -45,6 +45,7 @@ from .errors import DialError, NetError, StreamBroken, StreamRefused, UntrustedP
 from .fastio import BufferedTCP, tune_yamux
 from .framing import MAX_FRAME, FramedStream
 from .gate import TrustedNoise, check_trust
+from .slots import PeerSlots
 
 Handler = Callable[[FramedStream], Awaitable[None]]
 DIAL_TIMEOUT = 10.0
@@ -98,7 +99,7 @@ class Network:
         self.dial_timeout = dial_timeout
         self.log = logger or logging.getLogger("amanah.net")
         self._handlers: dict[str, Handler] = {}
-        self._inbound_open: dict[str, int] = {}  # streams each peer has open in our handlers
+        self._inbound_open = PeerSlots(MAX_INBOUND_STREAMS)  # streams in our handlers
         self._host: IHost | None = None
         self._serving = False
         if fast_io:
@@ -244,19 +245,17 @@ class Network:
             if not await self._admit(stream, protocol):
                 return
             remote = stream.muxed_conn.peer_id.to_base58()
-            open_now = self._inbound_open.get(remote, 0)
-            if open_now >= MAX_INBOUND_STREAMS:
+            if not self._inbound_open.take(remote):
                 # yamux accepts any number of inbound streams and buffers up to a window
                 # (256 KiB) on each: a peer, even a trusted one, must not hold thousands.
                 self.log.warning(
                     "peer %s has %d streams open: resetting a new %s stream",
                     remote,
-                    open_now,
+                    self._inbound_open[remote],
                     protocol,
                 )
                 await _quietly(stream.reset())
                 return
-            self._inbound_open[remote] = open_now + 1
             framed = FramedStream(_Libp2pStream(stream), remote, protocol, max_frame=self.max_frame)
             try:
                 await handler(framed)
@@ -269,11 +268,7 @@ class Network:
             else:
                 await framed.close()
             finally:
-                left = self._inbound_open[remote] - 1
-                if left:
-                    self._inbound_open[remote] = left
-                else:
-                    del self._inbound_open[remote]
+                self._inbound_open.release(remote)
 
         return inbound
 
