@@ -542,10 +542,9 @@ def _cut_after(answered: int, asked: int) -> Serve:
     return serve
 
 
-def test_a_corrupt_block_is_refused_and_the_good_ones_before_it_kept(nodes, tmp_path, monkeypatch):
-    """All nine blocks travel in one storing batch; the fourth is corrupted: the three before
-    it are stored (a resumed pull skips them), it and those after are not."""
-    monkeypatch.setattr(replicate, "SMALL_BLOCK", 0)  # one block? per block
+def _nine_blocks_shared(nodes: Any, tmp_path: Path) -> tuple[Node, Node, list[bytes]]:
+    """a owns a closed collection "closed" with one 8 MiB + 5 B item, shared with b; the item's
+    nine block ids in the order b asks for them."""
     a, b = nodes("a"), nodes("b")
     trust(a, b)
     trust(b, a)
@@ -553,6 +552,15 @@ def test_a_corrupt_block_is_refused_and_the_good_ones_before_it_kept(nodes, tmp_
     item = add_file(a, col, tmp_path, 8 * MiB + 5, "big.bin")
     grants.share(a, collections.resolve(a, "closed"), b.peer_id)
     order = _blocks_of(a, item)
+    assert len(order) == 9
+    return a, b, order
+
+
+def test_a_corrupt_block_is_refused_and_the_good_ones_before_it_kept(nodes, tmp_path, monkeypatch):
+    """All nine blocks travel in one storing batch; the fourth is corrupted: the three before
+    it are stored (a resumed pull skips them), it and those after are not."""
+    monkeypatch.setattr(replicate, "SMALL_BLOCK", 0)  # one block? per block
+    a, b, order = _nine_blocks_shared(nodes, tmp_path)
 
     async def corrupt_fourth(node: Node, stream: FramedStream, peer_key: bytes) -> None:
         server = replicate.Server(node, peer_key)
@@ -578,14 +586,9 @@ def test_cut_transfer_resumes_without_refetching_stored_blocks(nodes, tmp_path, 
     # before the cut must not be asked for again.
     monkeypatch.setattr(replicate, "BLOCK_BATCH_BYTES", 1)
     monkeypatch.setattr(replicate, "SMALL_BLOCK", 0)  # one block? per block, to count them
-    a, b = nodes("a"), nodes("b")
-    trust(a, b)
-    trust(b, a)
-    col = collections.create(a, "closed", "closed").state.id
-    item = add_file(a, col, tmp_path, 8 * MiB + 5, "big.bin")
-    grants.share(a, collections.resolve(a, "closed"), b.peer_id)
-    wanted = set(_blocks_of(a, item))
-    assert len(wanted) == 9
+    a, b, order = _nine_blocks_shared(nodes, tmp_path)
+    col = collections.resolve(a, "closed").state.id
+    wanted = set(order)
 
     first, sent1, error = pull(b, a, serve=_cut_after(4, len(wanted)))
     assert isinstance(error, replicate.PeerViolation)
