@@ -97,8 +97,8 @@ def _seal(secret: bytes, passphrase: str, params: tuple[int, int]) -> dict:
 
 
 def _open(record: dict, passphrase: str | None, what: str) -> bytes:
-    """The secret of a record `_read_record` accepted. FormatError if its parameters are out of
-    range (checked there too), PassphraseError if the passphrase is missing or wrong."""
+    """The secret of a record `_read_record` accepted (its fields checked there, 9.1).
+    PassphraseError if the passphrase is missing or wrong."""
     if record.get("kdf") == "none":
         return record["secret"]
     if passphrase is None:
@@ -106,7 +106,6 @@ def _open(record: dict, passphrase: str | None, what: str) -> bytes:
             f"{what} is protected by a passphrase: set AMANAH_PASSPHRASE, use --passphrase-file, "
             "or run in a terminal to be asked"
         )
-    _check_sealed(record)
     ops, mem, salt = record["ops"], record["mem"], record["salt"]
     try:
         return nacl.secret.SecretBox(_kdf(passphrase, salt, ops, mem)).decrypt(record["box"])
