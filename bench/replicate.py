@@ -14,7 +14,9 @@ Figures (targets of the issue in brackets):
    exit are not counted; its wall time is reported apart), B is poked (POST /api/v1/sync; A's
    daemon also sends B a head notice) and the clock stops when B's store marks the collection
    complete at A's log length (B's LMDB polled every 2 ms). Beside it, `rsync -a` over ssh of
-   the same files into an empty folder [>= 0.8x rsync-ssh]. Also reported: A's `amanah add`
+   the same files into an empty folder [>= 0.8x rsync-ssh]. Each timed receiver starts just
+   after ~1 GB of page cache was freed, because this VM charges ~0.9 s/GB for writing into
+   memory freed longer ago (`settle`). Also reported: A's `amanah add`
    (ingest, not in the figure), CPU seconds of both daemons and of both rsync ends, B's progress
    (when its log, records and first/last blocks were stored), the time `amanah sync --wait` on A
    then takes to see B complete, and `amanah verify` on B.
@@ -559,7 +561,17 @@ class Sshd:
 def settle() -> None:
     """Write back every dirty page before a timed step, so neither side pays for the previous
     step's writes (A's ingest of 1 GB, rsync's copy): here the disk takes ~350-450 MB/s once
-    the kernel throttles writers, and a step started with a backlog was measured 30% slower."""
+    the kernel throttles writers, and a step started with a backlog was measured 30% slower.
+
+    Fresh memory is the other shared condition. This machine is a VM whose balloon device
+    reports free memory to its host (virtio-balloon free page reporting): memory freed more
+    than ~2 s ago goes back to the host, and writing into it again costs a host fault per page,
+    ~0.9 s of kernel time per GB written into the page cache (a 1 GB file written just after
+    another was deleted: ~0.3 s of system time; 10 s after: ~1.1 s). So both timed receivers
+    start just after ~1 GB of page cache is freed: rsync after the previous run's folders are
+    deleted, B after rsync's copy is. (When rsync's copy was deleted before A's ingest, the
+    ingest took that memory, B wrote into returned memory at ~0.6-0.9 core-s/GB more than
+    rsync's receiver, and the media ratio read 0.75-0.85 where it now reads 0.84-1.0.)"""
     os.sync()
     time.sleep(0.5)
 
@@ -572,10 +584,20 @@ def count_files(root: Path) -> int:
 
 
 def replicate_pair(
-    root: Path, label: str, src: Path, nbytes: int, nfiles: int, spy: Spy, latency_n: int
+    root: Path,
+    label: str,
+    src: Path,
+    nbytes: int,
+    nfiles: int,
+    spy: Spy,
+    latency_n: int,
+    rsync_copy: Path,
 ) -> dict:
     """A fresh A (ingest of src, timed) and B, both daemons; A shares the collection with B;
-    time until B holds it all. Then the latency of a new item, both daemons still running."""
+    time until B holds it all. Then the latency of a new item, both daemons still running.
+
+    `rsync_copy` (rsync's copy of the same run) is deleted just before the clock starts, as the
+    previous run's folders were just before rsync's clock: see `settle`."""
     a, b = NodeHome(root, f"{label}-a"), NodeHome(root, f"{label}-b")
     out: dict = {"files": nfiles, "bytes": nbytes}
     try:
@@ -591,6 +613,7 @@ def replicate_pair(
         b.start()
         # Let B's pull loop for A run its first (empty) round, so the clock measures transfer.
         wait_for(lambda: a.peer_id in b.api("GET", "/status")["peers"], 30, "B's first round")
+        shutil.rmtree(rsync_copy, ignore_errors=True)
         settle()
         spy.start(label, [a, b])
         aview, bview = a.store(), b.store()
@@ -924,11 +947,17 @@ def main() -> None:
                 if label == "docs" and r == 0:
                     again = sshd.rsync(src, dst)[0]  # type: ignore[union-attr]
                     res["docs_rsync_ssh_resync_nochange_s"] = round(again, 3)
-                shutil.rmtree(dst, ignore_errors=True)
                 pair_root = root / f"{label}-{r}"
                 ours.append(
                     replicate_pair(
-                        pair_root, label, src, nbytes, nfiles, spy, latency_n if r == 0 else 0
+                        pair_root,
+                        label,
+                        src,
+                        nbytes,
+                        nfiles,
+                        spy,
+                        latency_n if r == 0 else 0,
+                        rsync_copy=dst,
                     )
                 )
                 shutil.rmtree(pair_root, ignore_errors=True)
