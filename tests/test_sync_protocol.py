@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -522,16 +522,22 @@ def test_malformed_request_ends_its_session_only(owner_and_holder, frame):
 # --- (d) resuming a cut transfer ------------------------------------------------------------------
 
 
+async def _requests(stream: FramedStream) -> AsyncIterator[tuple[dict, int]]:
+    """Each request the puller sends, with the number of `block?` requests so far."""
+    blocks = 0
+    while frame := await stream.recv(msg.MAX_REQUEST):
+        request = msg.decode(frame, msg.MAX_REQUEST, msg.REQUESTS)
+        blocks += request["t"] == "block?"
+        yield request, blocks
+
+
 def _cut_after(answered: int, asked: int) -> Serve:
     """A real server session that answers the first `answered` block requests, reads `asked`
     block requests in all (so the puller is not still sending), then hangs up."""
 
     async def serve(node: Node, stream: FramedStream, peer_key: bytes) -> None:
         server = replicate.Server(node, peer_key)
-        blocks = 0
-        while frame := await stream.recv(msg.MAX_REQUEST):
-            request = msg.decode(frame, msg.MAX_REQUEST, msg.REQUESTS)
-            blocks += request["t"] == "block?"
+        async for request, blocks in _requests(stream):
             if blocks <= answered:
                 for response in server.answer(request):
                     await stream.send(response)
@@ -564,10 +570,7 @@ def test_a_corrupt_block_is_refused_and_the_good_ones_before_it_kept(nodes, tmp_
 
     async def corrupt_fourth(node: Node, stream: FramedStream, peer_key: bytes) -> None:
         server = replicate.Server(node, peer_key)
-        blocks = 0
-        while frame := await stream.recv(msg.MAX_REQUEST):
-            request = msg.decode(frame, msg.MAX_REQUEST, msg.REQUESTS)
-            blocks += request["t"] == "block?"
+        async for request, blocks in _requests(stream):
             for response in server.answer(request):
                 if request["t"] == "block?" and blocks == 4:
                     response = response[:-1] + bytes([response[-1] ^ 1])
