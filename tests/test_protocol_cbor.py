@@ -66,6 +66,17 @@ def test_map_keys_sort_by_encoded_bytes_shorter_first():
     assert list(cbor.decode(cbor.encode(value), BIG)) == ["B", "a", "b", "aa"]
 
 
+def test_map_key_order_counts_utf8_bytes_not_characters():
+    # SPEC 1.2 rule 3: "zz" (2 bytes) < "é" (c3 a9) < "ا" (d8 a7) < "aaa" (3 bytes)
+    keys = ["zz", "é", "ا", "aaa"]
+    data = cbor.encode({k: 0 for k in reversed(keys)})
+    assert list(cbor.decode(data, BIG)) == keys
+    # the same map with its two-byte keys in character order ("é" is one character) is refused
+    swapped = cbor2.dumps({"é": 0, "zz": 0, "ا": 0, "aaa": 0})
+    with pytest.raises(FormatError, match="canonical"):
+        cbor.decode(swapped, BIG)
+
+
 def test_bool_stays_bool_and_int_stays_int():
     assert cbor.decode(b"\xf5", BIG) is True
     assert type(cbor.decode(b"\x01", BIG)) is int
