@@ -208,8 +208,9 @@ class Server:
                 # Answer a prefix that fits the response cap; the puller asks again for the rest.
                 records: list[bytes | None] = []
                 size = 0
+                states: dict[bytes, CollectionState | None] = {}
                 for i in request["ids"]:
-                    raw = self._record(txn, i)
+                    raw = self._record(txn, i, states)
                     size += len(raw or b"") + 8
                     if records and size > msg.MAX_RECORDS_RESPONSE - 4096:
                         break
@@ -232,9 +233,17 @@ class Server:
                 return [msg.encode("blocks", blocks=found)]
         raise FormatError(f"unknown request {t!r}")
 
-    def _record(self, txn: lmdb.Transaction, item_id: bytes) -> bytes | None:
+    def _record(
+        self, txn: lmdb.Transaction, item_id: bytes, states: dict[bytes, CollectionState | None]
+    ) -> bytes | None:
+        """The item's record if the peer may have it. `states`: as for `_block`."""
         where = txn.get(item_id, db=self.node.store.db["items"])
-        if where is None or self._state(txn, bytes(where[:-8])) is None:
+        if where is None:
+            return None
+        col = bytes(where[:-8])
+        if col not in states:
+            states[col] = self._state(txn, col)
+        if states[col] is None:
             return None
         raw = txn.get(item_id, db=self.node.store.db["records"])
         return bytes(raw) if raw is not None else None
@@ -263,7 +272,7 @@ class Server:
         if cached is None or (block_id not in cached[0] and cached[1]):
             # New, or a miss while manifests were missing: one may have arrived since (this
             # server is itself still pulling the item). Only the missing ones are read again.
-            raw = self._record(txn, item_id)
+            raw = self._record(txn, item_id, states)
             if raw is None:
                 return None
             try:
@@ -419,6 +428,22 @@ class PullResult:
     invalid: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Wants:
+    """What one pull of a collection still needs of its items: found by one scan of the log
+    after the complete marker, then grown as records and manifests arrive (each names more).
+    `gaps` counts what was wanted and not obtained; with none, the collection is complete at
+    `length` (the log length scanned) without another scan."""
+
+    length: int
+    records: list[tuple[bytes, int]] = field(default_factory=list)  # (item, log position)
+    # (item, manifest block): every pair, as references to content blocks count per item
+    manifests: list[tuple[bytes, bytes]] = field(default_factory=list)
+    blocks: list[tuple[bytes, bytes, int]] = field(default_factory=list)  # (item, block, size)
+    seen: set[bytes] = field(default_factory=set)  # blocks listed: each is fetched once
+    gaps: int = 0
+
+
 class Puller:
     def __init__(self, node: Node, stream: Stream) -> None:
         self.node = node
@@ -510,15 +535,24 @@ class Puller:
             end = min(length, ours + MAX_LOG_ROUND)
             await self._pull_log(col, ours, end, surveyed.get(end) if end < length else None)
             ours = end
-        await self._pull_records(col)
-        await self._pull_blocks(col)
+        wants = await trio.to_thread.run_sync(self._survey_items, col)
+        await self._pull_records(col, wants)
+        await self._pull_blocks(wants)
         self.result.collections += 1
-        await trio.to_thread.run_sync(self._mark_if_complete, col)
+        await trio.to_thread.run_sync(self._mark_if_complete, col, wants)
 
-    def _mark_if_complete(self, col: bytes) -> None:
+    def _mark_if_complete(self, col: bytes, wants: _Wants) -> None:
+        """Mark the collection complete up to the length surveyed if this pull obtained all it
+        wanted; after any gap, only if a scan finds it complete (another session may have
+        filled it). Never moves the marker back."""
         with self.node.store.write() as txn:
+            marker = self.node.archive.complete_at(txn, col) or 0
+            if not wants.gaps:
+                if marker < wants.length:
+                    self.node.archive.mark_complete(txn, col, wants.length)
+                return
             state = self.node.archive.require(txn, col)
-            if status.is_complete(self.node, txn, state):
+            if marker < state.length and status.is_complete(self.node, txn, state):
                 self.node.archive.mark_complete(txn, col, state.length)
 
     async def _peer_entry(self, col: bytes, seq: int) -> Entry:
@@ -818,10 +852,58 @@ class Puller:
                     txn.delete(b["item"], db=db["records"])
                     release_refs(self.node, txn, doomed)
 
-    async def _pull_records(self, col: bytes) -> None:
+    def _survey_items(self, col: bytes) -> _Wants:
+        """One pass over the log after the complete marker: the records missing here, and the
+        blocks missing of the items whose records are here (a pull cut short, or that the
+        peer lacked). What arriving records name is added as they are stored."""
+        db = self.node.store.db
+        with self.node.store.read() as txn:
+            state = self.node.archive.require(txn, col)
+            wants = _Wants(state.length)
+            marker = self.node.archive.complete_at(txn, col)
+            for seq, raw in self.node.archive.raw_entries(txn, col, marker or 1):
+                body = log.stored_body(bytes(raw))
+                if body["type"] != "item":
+                    continue
+                i = body["item"]
+                if txn.get(col + i, db=db["redacted"]) is not None:
+                    continue  # not wanted, as for status.is_complete
+                rec = txn.get(i, db=db["records"])
+                if rec is None:
+                    wants.records.append((i, seq))
+                else:
+                    self._list_blocks(txn, item_mod.stored_record(bytes(rec), i), wants)
+        return wants
+
+    def _list_blocks(
+        self, txn: lmdb.Transaction, record: item_mod.ItemRecord, wants: _Wants
+    ) -> None:
+        """Add to `wants` the item's blocks not here: its manifests if any is missing (what
+        they name is listed once they are here), else its content blocks."""
+        blocks = record.inline_blocks()
+        if blocks is None:
+            missing = [m for m in record.manifest_ids() if not self.node.blobs.has(txn, m)]
+            if missing:
+                wants.manifests.extend((record.id, m) for m in missing)
+                return
+            blocks = []
+            for m in record.manifest_ids():
+                content = self._manifest_content(txn, record, m)
+                if content is None:  # held but damaged, or not a manifest of this item
+                    wants.gaps += 1
+                    return
+                blocks.extend(content)
+        tag = crypto.TAG_LEN if record.encrypted else 0
+        for index, b in enumerate(blocks):
+            if b not in wants.seen and not self.node.blobs.has(txn, b):
+                size = min(item_mod.CHUNK_SIZE, record.size - index * item_mod.CHUNK_SIZE)
+                wants.blocks.append((record.id, b, size + tag))
+                wants.seen.add(b)
+
+    async def _pull_records(self, col: bytes, wants: _Wants) -> None:
         """Fetch missing records, a few requests in flight, each answer stored (in a worker
         thread) while the next ones travel."""
-        queue = await trio.to_thread.run_sync(self._missing_records, col)
+        queue, wants.records = wants.records, []
         pending: list[list[tuple[bytes, int]]] = []
         while queue or pending:
             while queue and len(pending) < RECORDS_IN_FLIGHT:
@@ -836,18 +918,25 @@ class Puller:
             # A prefix may come back (the response cap); the rest is asked for again.
             queue.extend(batch[len(answered) :])
             await trio.to_thread.run_sync(
-                self._store_records, col, batch[: len(answered)], answered
+                self._store_records, col, batch[: len(answered)], answered, wants
             )
 
     def _store_records(
-        self, col: bytes, batch: list[tuple[bytes, int]], answered: list[bytes | None]
+        self,
+        col: bytes,
+        batch: list[tuple[bytes, int]],
+        answered: list[bytes | None],
+        wants: _Wants,
     ) -> None:
+        """Store the records answered, each checked against its id, and add the blocks each
+        names that are missing here to `wants`. Whatever is not stored is a gap."""
         db = self.node.store.db
         with self.node.store.write() as txn:
             state = self.node.archive.require(txn, col)
             for (item_id, seq), raw in zip(batch, answered, strict=True):
                 if raw is None:
-                    continue  # the peer lacks it; another holder may have it
+                    wants.gaps += 1  # the peer lacks it; another holder may have it
+                    continue
                 if ids.sha256_id(raw) != item_id:
                     raise PeerViolation(f"record does not match {ids.to_text('itm', item_id)}")
                 # From here the record is exactly the one the owner's signed entry names: if it
@@ -856,13 +945,16 @@ class Puller:
                     record = item_mod.parse_record(raw)
                 except FormatError as exc:
                     self._invalid(col, item_id, f"not a valid item record: {exc}")
+                    wants.gaps += 1
                     continue
                 if record.collection != col:
-                    continue  # this log lists another collection's item: not ours to keep here
+                    wants.gaps += 1  # this log lists another collection's item: not ours to keep
+                    continue
                 try:
                     check_fits(record, state)
                 except DamagedError as exc:
                     self._invalid(col, item_id, f"does not fit its collection: {exc}")
+                    wants.gaps += 1
                     continue
                 if txn.get(col + item_id, db=db["redacted"]) is not None:
                     continue
@@ -873,6 +965,7 @@ class Puller:
                     refs.extend(self._manifest_content(txn, record, m) or [])
                 add_refs(txn, db["refs"], refs)
                 self.result.records += 1
+                self._list_blocks(txn, record, wants)
 
     def _invalid(self, col: bytes, item_id: bytes, why: str) -> None:
         text = ids.to_text("itm", item_id)
@@ -900,85 +993,37 @@ class Puller:
         except FormatError:
             return None
 
-    def _scan_start(self, txn: lmdb.Transaction, col: bytes) -> int:
-        """Where a scan for missing content starts: after what was complete last time."""
-        marker = self.node.archive.complete_at(txn, col)
-        return marker if marker else 1
+    async def _pull_blocks(self, wants: _Wants) -> None:
+        """Fetch the blocks wanted: manifests first, as they name the rest. Every item listing
+        a manifest counts references to the content blocks it names once that manifest is
+        here; then its content blocks missing here are wanted too."""
+        if wants.manifests:
+            pairs, wants.manifests = wants.manifests, []
+            unique = list({m: (i, m) for i, m in pairs}.values())
+            await self._fetch(unique, wants)
+            await trio.to_thread.run_sync(self._after_manifests, pairs, wants)
+        blocks, wants.blocks = wants.blocks, []
+        await self._fetch(blocks, wants)
 
-    def _missing_records(self, col: bytes) -> list[tuple[bytes, int]]:
-        db = self.node.store.db
-        out = []
-        with self.node.store.read() as txn:
-            for seq, raw in self.node.archive.raw_entries(txn, col, self._scan_start(txn, col)):
-                body = log.stored_body(bytes(raw))
-                if body["type"] != "item":
-                    continue
-                i = body["item"]
-                held = txn.get(i, db=db["records"]) is not None
-                if not held and txn.get(col + i, db=db["redacted"]) is None:
-                    out.append((i, seq))
-        return out
-
-    async def _pull_blocks(self, col: bytes) -> None:
-        wanted = await trio.to_thread.run_sync(self._missing_blocks, col)
-        # Manifest blocks first: they name the rest. Every item listing a manifest counts
-        # references to the content blocks it names once that manifest is here.
-        pairs = [(i, b) for i, b, is_manifest, *_ in wanted if is_manifest]
-        unique = list({b: (i, b) for i, b in pairs}.values())
-        await self._fetch(unique)
-        if pairs:
-            await trio.to_thread.run_sync(self._count_manifest_refs, pairs)
-            wanted = await trio.to_thread.run_sync(self._missing_blocks, col)
-        await self._fetch([(i, b, *size) for i, b, is_manifest, *size in wanted if not is_manifest])
-
-    def _count_manifest_refs(self, pairs: list[tuple[bytes, bytes]]) -> None:
+    def _after_manifests(self, pairs: list[tuple[bytes, bytes]], wants: _Wants) -> None:
         db = self.node.store.db
         with self.node.store.write() as txn:
+            records: dict[bytes, item_mod.ItemRecord] = {}
             for item_id, m in pairs:
                 raw = txn.get(item_id, db=db["records"])
                 if raw is None:
                     continue
-                content = self._manifest_content(txn, item_mod.parse_record(bytes(raw)), m)
+                record = records.setdefault(item_id, item_mod.stored_record(bytes(raw), item_id))
+                content = self._manifest_content(txn, record, m)
                 if content:
                     add_refs(txn, db["refs"], content)
-
-    def _missing_blocks(self, col: bytes) -> list[tuple[bytes, bytes, bool]]:
-        db = self.node.store.db
-        out: list[tuple[bytes, bytes, bool]] = []
-        seen: set[bytes] = set()
-        with self.node.store.read() as txn:
-            for _, raw in self.node.archive.raw_entries(txn, col, self._scan_start(txn, col)):
-                body = log.stored_body(bytes(raw))
-                if body["type"] != "item":
-                    continue
-                item_id = body["item"]
-                rec = txn.get(item_id, db=db["records"])
-                if rec is None:
-                    continue
-                record = item_mod.stored_record(bytes(rec), item_id)
-                tag = crypto.TAG_LEN if record.encrypted else 0
-                blocks = record.inline_blocks()
-                if blocks is None:
-                    blocks = []
-                    for m in record.manifest_ids():
-                        data = self.node.blobs.get(txn, m)
-                        if data is None:
-                            out.append((item_id, m, True))  # every pair: refs count per item
-                            blocks = None
-                            continue
-                        if blocks is not None:
-                            blocks.extend(
-                                item_mod.decode_manifest(bytes(data), _manifest_len(record, m))
-                            )
-                for index, b in enumerate(blocks or []):
-                    if b not in seen and not self.node.blobs.has(txn, b):
-                        size = min(item_mod.CHUNK_SIZE, record.size - index * item_mod.CHUNK_SIZE)
-                        out.append((item_id, b, False, size + tag))
-                        seen.add(b)
-        return out
+            for record in records.values():
+                self._list_blocks(txn, record, wants)
+        wants.gaps += len(wants.manifests)  # still missing: the peer lacked them
+        wants.manifests = []
 
     async def _fetch(
-        self, wanted: list[tuple[bytes, bytes]] | list[tuple[bytes, bytes, int]]
+        self, wanted: list[tuple[bytes, bytes]] | list[tuple[bytes, bytes, int]], wants: _Wants
     ) -> None:
         """Fetch blocks, many requests in flight (up to IN_FLIGHT, and about IN_FLIGHT_BYTES by
         the sizes records announce), while a worker thread verifies and stores the previous
@@ -993,8 +1038,8 @@ class Puller:
                         small = [w for w in wanted if len(w) > 2 and w[2] <= SMALL_BLOCK]
                         large = [w for w in wanted if not (len(w) > 2 and w[2] <= SMALL_BLOCK)]
                         if small:
-                            await self._request_small(small, send)
-                        await self._request_all(large, send)
+                            await self._request_small(small, send, wants)
+                        await self._request_all(large, send, wants)
                     except (PeerViolation, OSError, trio.BrokenResourceError) as exc:
                         # The network failed: still store every verified block that arrived, so
                         # the next session resumes after it (the storer drains, then ends).
@@ -1028,7 +1073,9 @@ class Puller:
             async for batch in batches:
                 await trio.to_thread.run_sync(self._store_blocks, batch)
 
-    async def _request_small(self, wanted: list, batches: trio.MemorySendChannel) -> None:
+    async def _request_small(
+        self, wanted: list, batches: trio.MemorySendChannel, wants: _Wants
+    ) -> None:
         """Small blocks (a few KiB: documents, photos' thumbnails) are asked for by the hundred
         with `blocks?`: one round trip, one frame each way, instead of one per block."""
         queue = [(i, b) for i, b, *_ in wanted]
@@ -1049,6 +1096,8 @@ class Puller:
                 for (_, block_id), data in zip(asked, got, strict=False):
                     if data is not None:
                         batch.append((block_id, data))
+                    else:
+                        wants.gaps += 1  # the peer lacks it; another holder may have it
                 if (
                     len(batch) >= BLOCK_BATCH_COUNT
                     or sum(len(d) for _, d in batch) >= BLOCK_BATCH_BYTES
@@ -1060,7 +1109,9 @@ class Puller:
                 with trio.CancelScope(shield=True):
                     await batches.send(batch)
 
-    async def _request_all(self, wanted: list, batches: trio.MemorySendChannel) -> None:
+    async def _request_all(
+        self, wanted: list, batches: trio.MemorySendChannel, wants: _Wants
+    ) -> None:
         """Keep requests in flight and hand received blocks to the storer in batches. Whatever
         arrived is handed over even when the peer fails midway (resumption starts after it)."""
         pending: list[tuple[bytes, int]] = []  # (block id, size estimate), in request order
@@ -1089,7 +1140,8 @@ class Puller:
                 if reply["id"] != expected:
                     raise PeerViolation("blocks answered out of order")
                 if reply["data"] is None:
-                    continue  # the peer lacks it; another holder may have it
+                    wants.gaps += 1  # the peer lacks it; another holder may have it
+                    continue
                 batch.append((expected, reply["data"]))  # hashed by the storer, off this loop
                 batch_bytes += len(reply["data"])
                 if batch_bytes >= BLOCK_BATCH_BYTES or len(batch) >= BLOCK_BATCH_COUNT:
