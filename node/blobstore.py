@@ -120,11 +120,11 @@ class LmdbBlobStore(BlobStore):
         # Looking a block up maps the page-cache folio its first fragment sits in, and with
         # ext4's large folios (kernel 6.x) that can be most of a 1 MiB block: a presence scan
         # of 640 blocks mapped ~500 MiB of file pages. Released every HAS_RELEASE_EVERY calls
-        # (Store.release_map costs ~10 us).
+        # (Store.trim_map: released only once enough is mapped).
         self._looked_up += 1
         if self._looked_up >= HAS_RELEASE_EVERY:
             self._looked_up = 0
-            self._store.release_map()
+            self._store.trim_map()
         return txn.get(block_id + b"\0\0", db=self._db) is not None
 
     def remove(self, txn: lmdb.Transaction, block_id: bytes) -> bool:

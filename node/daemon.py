@@ -301,7 +301,7 @@ class P2P:
         while True:
             rounds += 1
             if rounds % 20 == 0:  # about every second: keep the store's mapped pages out of RSS
-                self.node.store.release_map()
+                self.node.store.trim_map()
             with self.node.store.read() as txn:
                 states = self.node.archive.states(txn)
             for state in states:

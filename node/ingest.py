@@ -582,7 +582,7 @@ class _Writer:
         ctx.__exit__(None, None, None)
         self.since_release += self.batch_bytes
         if self.since_release >= RELEASE_EVERY:
-            self.node.store.release_map()
+            self.node.store.trim_map()
             self.since_release = 0
 
     def _abort(self) -> None:

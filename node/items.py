@@ -339,7 +339,7 @@ def read_verified(
     size = 0
     for start in range(first, last + 1, batch):
         if start != first:
-            node.store.release_map()  # constant memory whatever the size (Store.release_map)
+            node.store.trim_map()  # constant memory whatever the size (Store.trim_map)
         out: list[bytes] = []
         with node.store.read() as txn:
             for index in range(start, min(start + batch, last + 1)):

@@ -64,6 +64,25 @@ if sys.platform.startswith("linux"):
         _madvise = None
 
 
+# Store.trim_map releases the map only once this many bytes more of the process's file pages are
+# resident than after its last release.
+TRIM_ABOVE = 16 << 20
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_statm: tuple[int, int] | None = None  # (pid, fd) of /proc/self/statm, reopened after a fork
+
+
+def _resident_file_bytes() -> int | None:
+    """This process's resident shared (file-backed) memory, from /proc/self/statm (~1.5 us with
+    the file kept open); None where there is none."""
+    global _statm
+    try:
+        if _statm is None or _statm[0] != os.getpid():
+            _statm = (os.getpid(), os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC))
+        return int(os.pread(_statm[1], 256, 0).split()[2]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _upgrade_to_2(txn: lmdb.Transaction, db: dict) -> None:
     """Schema 1 -> 2: a redaction is keyed by its collection too (the item's home, which is
     what `items` names; a redaction of an item no index names could not be placed, and there
@@ -106,6 +125,7 @@ class Store:
         self._data_path = str((path / "data.mdb").resolve())
         self._map_ranges: list[tuple[int, int]] | None = None  # see release_map
         self._map_lock = threading.Lock()
+        self._resident_after_release = 0  # see trim_map
         try:
             self.db = {name.decode(): self.env.open_db(name) for name in DATABASES}
             with self.env.begin(write=True, db=self.db["meta"]) as txn:
@@ -161,6 +181,20 @@ class Store:
                 self._map_ranges = self._find_map_ranges()
             for start, end in self._map_ranges:
                 _madvise(ctypes.c_void_p(start), ctypes.c_size_t(end - start), _MADV_DONTNEED)
+
+    def trim_map(self) -> None:
+        """`release_map`, once the process's resident file pages have grown by TRIM_ABOVE since
+        the last release: for loops, every few dozen lookups or MiB. Releasing is not free:
+        every page touched after it faults back in (lookups in a 50 MB store took ~4.9 us
+        instead of ~1.2 us when the map was released every 64 of them), so a store small enough
+        to stay mapped is left mapped, and a large one is held to about TRIM_ABOVE."""
+        if _madvise is None:
+            return
+        resident = _resident_file_bytes()
+        if resident is not None and resident - self._resident_after_release < TRIM_ABOVE:
+            return
+        self.release_map()
+        self._resident_after_release = _resident_file_bytes() or 0
 
     def _find_map_ranges(self) -> list[tuple[int, int]]:
         try:

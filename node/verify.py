@@ -157,7 +157,7 @@ def _verify_item(node: Node, txn: lmdb.Transaction, located: Located, report: Re
     for b in blocks:
         report.blocks += 1
         if report.blocks % 16 == 0:
-            node.store.release_map()  # constant memory over a large store (Store.release_map)
+            node.store.trim_map()  # constant memory over a large store (Store.trim_map)
         try:
             report.bytes += len(verified_block(node, txn, b))
         except DamagedError as exc:

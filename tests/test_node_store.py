@@ -6,6 +6,7 @@ import os
 import stat
 
 import pytest
+from amanah.node import store as store_mod
 from amanah.node.errors import HomeError, StoreFull
 from amanah.node.store import MAX_VALUE, SCHEMA_VERSION, Store
 
@@ -109,3 +110,28 @@ def test_release_map_drops_resident_pages_and_follows_a_remap(tmp_path):
     read_all()  # what was released reads back the same
     store.close()
     store.release_map()  # a no-op once closed
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="Linux only")
+def test_trim_map_releases_only_once_enough_is_resident(tmp_path, monkeypatch):
+    store = Store(tmp_path, 1 << 30, create=True)
+    value = os.urandom(MAX_VALUE)
+    with store.write() as txn:
+        for i in range(512):  # 32 MiB
+            txn.put(i.to_bytes(4, "big"), value, db=store.db["meta"])
+
+    def read(n: int) -> None:
+        with store.read() as txn:
+            for i in range(n):
+                assert txn.get(i.to_bytes(4, "big"), db=store.db["meta"]) == value
+
+    monkeypatch.setattr(store_mod, "TRIM_ABOVE", 8 << 20)
+    store.release_map()
+    store.trim_map()  # sets where it counts from
+    read(32)  # 2 MiB: kept mapped
+    store.trim_map()
+    assert _mapped_kib(tmp_path) > 1 << 10
+    read(512)  # 32 MiB: above the bound, released
+    store.trim_map()
+    assert _mapped_kib(tmp_path) < 1 << 10
+    store.close()
