@@ -48,6 +48,7 @@ BLOCK_BATCH_COUNT = 4096  # blocks per storing transaction, at most
 SMALL_BLOCK = 64 << 10  # blocks up to this size are asked for together (blocks?)
 SMALL_IN_FLIGHT = 4  # blocks? requests outstanding
 RECORDS_IN_FLIGHT = 4  # records? requests outstanding
+RECORDS_WAITING = 4  # records answers received and waiting to be stored, at most
 LOG_IN_FLIGHT = 4  # log? requests outstanding
 IDLE = 120  # seconds a server waits for the next request
 ANSWER_TIMEOUT = 60  # seconds a puller waits for an answer
@@ -273,12 +274,9 @@ class Server:
             # New, or a miss while manifests were missing: one may have arrived since (this
             # server is itself still pulling the item). Only the missing ones are read again.
             raw = self._record(txn, item_id, states)
-            if raw is None:
-                return None
-            try:
-                record = item_mod.parse_record(raw)
-            except FormatError:
-                return None
+            if raw is None or ids.sha256_id(raw) != item_id:
+                return None  # damaged here: the peer will get it from another holder
+            record = item_mod.stored_record(raw, item_id)  # validated when it was stored
             if cached is None:
                 allowed = set(record.inline_blocks() or []) | set(record.manifest_ids())
                 missing = record.manifest_ids()
@@ -305,7 +303,7 @@ class Server:
         self._served += len(data)
         if self._served >= RELEASE_EVERY:
             self._served = 0
-            self.node.store.release_map()  # constant memory however much is served
+            self.node.store.trim_map()  # constant memory however much is served
         if ids.sha256_id(data) != block_id:
             return None  # damaged here: the peer will get it from another holder
         return bytes(data)
@@ -901,8 +899,25 @@ class Puller:
                 wants.seen.add(b)
 
     async def _pull_records(self, col: bytes, wants: _Wants) -> None:
-        """Fetch missing records, a few requests in flight, each answer stored (in a worker
-        thread) while the next ones travel."""
+        """Fetch missing records, RECORDS_IN_FLIGHT requests on their way, while a worker
+        thread stores those that came. Whatever arrived is stored even when the peer fails
+        midway (resumption starts after it)."""
+        send, receive = trio.open_memory_channel(RECORDS_WAITING)
+        failure: BaseException | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._records_storer, col, receive, wants)
+                async with send:
+                    try:
+                        await self._request_records(wants, send)
+                    except (PeerViolation, OSError, trio.BrokenResourceError) as exc:
+                        failure = exc
+        except BaseExceptionGroup as group:
+            raise _first_leaf(group) from None
+        if failure is not None:
+            raise failure
+
+    async def _request_records(self, wants: _Wants, answers: trio.MemorySendChannel) -> None:
         queue, wants.records = wants.records, []
         pending: list[list[tuple[bytes, int]]] = []
         while queue or pending:
@@ -917,28 +932,48 @@ class Puller:
                 raise PeerViolation("records answered do not match those asked for")
             # A prefix may come back (the response cap); the rest is asked for again.
             queue.extend(batch[len(answered) :])
-            await trio.to_thread.run_sync(
-                self._store_records, col, batch[: len(answered)], answered, wants
-            )
+            await answers.send(list(zip(batch, answered, strict=False)))
+
+    async def _records_storer(
+        self, col: bytes, answers: trio.MemoryReceiveChannel, wants: _Wants
+    ) -> None:
+        """Store answers in a worker thread; all those waiting when it is free go into one
+        transaction: fewer commits, each a disk sync (~4 ms here, for 256 records)."""
+        async with answers:
+            async for first in answers:
+                got = list(first)
+                while True:
+                    try:
+                        got.extend(answers.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                await trio.to_thread.run_sync(self._store_records, col, got, wants)
 
     def _store_records(
-        self,
-        col: bytes,
-        batch: list[tuple[bytes, int]],
-        answered: list[bytes | None],
-        wants: _Wants,
+        self, col: bytes, answered: list[tuple[tuple[bytes, int], bytes | None]], wants: _Wants
     ) -> None:
-        """Store the records answered, each checked against its id, and add the blocks each
-        names that are missing here to `wants`. Whatever is not stored is a gap."""
+        """Store the records answered ((item, position), record or None), each checked against
+        its id (those before a wrong one are stored, then the peer is refused), and add the
+        blocks each names that are missing here to `wants`. What is not stored is a gap."""
+        bad = None
+        for n, ((item_id, _), raw) in enumerate(answered):
+            if raw is not None and ids.sha256_id(raw) != item_id:
+                bad, answered = item_id, answered[:n]
+                break
+        self._store_checked_records(col, answered, wants)
+        if bad is not None:
+            raise PeerViolation(f"record does not match {ids.to_text('itm', bad)}")
+
+    def _store_checked_records(
+        self, col: bytes, answered: list[tuple[tuple[bytes, int], bytes | None]], wants: _Wants
+    ) -> None:
         db = self.node.store.db
         with self.node.store.write() as txn:
             state = self.node.archive.require(txn, col)
-            for (item_id, seq), raw in zip(batch, answered, strict=True):
+            for (item_id, seq), raw in answered:
                 if raw is None:
                     wants.gaps += 1  # the peer lacks it; another holder may have it
                     continue
-                if ids.sha256_id(raw) != item_id:
-                    raise PeerViolation(f"record does not match {ids.to_text('itm', item_id)}")
                 # From here the record is exactly the one the owner's signed entry names: if it
                 # is not a valid record of this collection, the owner made it so, not the peer.
                 try:
@@ -1161,4 +1196,4 @@ class Puller:
                 self.node.blobs.put(txn, data, expect=block_id, verified=True)
                 self.result.blocks += 1
                 self.result.bytes += len(data)
-        self.node.store.release_map()
+        self.node.store.trim_map()
