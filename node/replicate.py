@@ -1043,7 +1043,7 @@ class Puller:
                 # From here the record is exactly the one the owner's signed entry names: if it
                 # is not a valid record of this collection, the owner made it so, not the peer.
                 try:
-                    record = item_mod.parse_record(raw)
+                    record = item_mod.parse_record(raw, item_id)  # hashed by _store_records
                 except FormatError as exc:
                     self._invalid(col, item_id, f"not a valid item record: {exc}")
                     wants.gaps += 1

@@ -56,15 +56,18 @@ def multihash(digest: bytes) -> bytes:
     return bytes((SHA256_CODE, DIGEST_LEN)) + digest
 
 
+_PREFIX = bytes((SHA256_CODE, DIGEST_LEN))
+
+
 def sha256_id(data: bytes | memoryview) -> bytes:
     """The raw 34-byte id of `data`."""
-    return multihash(hashlib.sha256(data).digest())
+    return _PREFIX + hashlib.sha256(data).digest()
 
 
 def check_raw_id(raw: object) -> bytes:
-    if not isinstance(raw, bytes) or len(raw) != ID_LEN:
+    if type(raw) is not bytes or len(raw) != ID_LEN:
         raise FormatError("an id is a 34-byte SHA-256 multihash")
-    if raw[0] != SHA256_CODE or raw[1] != DIGEST_LEN:
+    if raw[:2] != _PREFIX:
         raise FormatError("unsupported hash function in id")
     return raw
 

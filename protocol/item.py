@@ -88,7 +88,9 @@ def stored_record(raw: bytes, item_id: bytes) -> ItemRecord:
     return ItemRecord(cbor2.loads(raw), raw, item_id)
 
 
-def parse_record(raw: bytes) -> ItemRecord:
+def parse_record(raw: bytes, item_id: bytes | None = None) -> ItemRecord:
+    """Decode and validate a record from outside. `item_id`: its id, if the caller has just
+    checked it against the bytes (saves hashing them again)."""
     value = cbor.decode(raw, MAX_RECORD_SIZE)
     if not isinstance(value, dict):
         raise FormatError("an item record is a map")
@@ -149,7 +151,7 @@ def parse_record(raw: bytes) -> ItemRecord:
             or len(value["meta_enc"]) > 2 * metadata_mod.MAX_METADATA
         ):
             raise FormatError("encrypted metadata too large")
-    return ItemRecord(value, raw, ids.sha256_id(raw))
+    return ItemRecord(value, raw, item_id or ids.sha256_id(raw))
 
 
 def manifest_chunks(block_ids: list[bytes]) -> list[list[bytes]]:
