@@ -19,7 +19,6 @@ and speaks to the network through a `Stream`: anything with `send`, `recv` and `
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -49,11 +48,7 @@ BLOCK_BATCH_COUNT = 4096  # blocks per storing transaction, at most
 SMALL_BLOCK = 64 << 10  # blocks up to this size are asked for together (blocks?)
 SMALL_IN_FLIGHT = 4  # blocks? requests outstanding
 RECORDS_IN_FLIGHT = 4  # records? requests outstanding
-# Records answers received and waiting to be stored, at most (they wait while the log range
-# naming them is verified and stored: for 10,000 entries, ~0.3 s of signature checks).
-RECORDS_WAITING = 64
-RECORDS_WAITING_BYTES = 16 << 20
-RECORDS_PER_TXN = 1024  # records stored per transaction, at most
+RECORDS_WAITING = 4  # records answers received and waiting to be stored, at most
 LOG_IN_FLIGHT = 4  # log? requests outstanding
 IDLE = 120  # seconds a server waits for the next request
 ANSWER_TIMEOUT = 60  # seconds a puller waits for an answer
@@ -431,55 +426,6 @@ class PullResult:
     invalid: list[str] = field(default_factory=list)
 
 
-# A record answered: (item id, its log position, the record's bytes or None if the peer lacks
-# it, the parsed record or why it is not a valid one).
-_RecordRow = tuple[bytes, int, bytes | None, "item_mod.ItemRecord | str | None"]
-
-
-def _check_records(
-    asked: list[tuple[bytes, int]], answered: list[bytes | None]
-) -> tuple[list[_RecordRow], bytes | None]:
-    """Hash each record answered against the id asked for, and parse it. Returns the rows
-    before the first record that does not match its id, and that id (None if all match)."""
-    rows: list[_RecordRow] = []
-    for (item_id, seq), raw in zip(asked, answered, strict=False):
-        if raw is None:
-            rows.append((item_id, seq, None, None))
-            continue
-        if ids.sha256_id(raw) != item_id:
-            return rows, item_id
-        try:
-            record: item_mod.ItemRecord | str = item_mod.parse_record(raw, item_id)
-        except FormatError as exc:
-            record = str(exc)
-        rows.append((item_id, seq, raw, record))
-    return rows, None
-
-
-class _Waiting:
-    """Records answered and not yet stored (until the log round naming them is stored, they
-    can only wait): the requester asks for more while these stay within RECORDS_WAITING
-    answers and RECORDS_WAITING_BYTES."""
-
-    def __init__(self) -> None:
-        self.batches = 0
-        self.bytes = 0
-        self._changed = trio.Event()
-
-    def add(self, size: int) -> None:
-        self.batches += 1
-        self.bytes += size
-
-    def stored(self, batches: int, size: int) -> None:
-        self.batches -= batches
-        self.bytes -= size
-        self._changed.set()
-        self._changed = trio.Event()
-
-    async def changed(self) -> None:
-        await self._changed.wait()
-
-
 class _Batcher:
     """Blocks received, handed to the verifier in batches of up to BLOCK_BATCH_COUNT blocks
     or BLOCK_BATCH_BYTES bytes."""
@@ -522,9 +468,6 @@ class _Wants:
     small: list[tuple[bytes, bytes, int]] = field(default_factory=list)  # up to SMALL_BLOCK
     seen: set[bytes] = field(default_factory=set)  # blocks listed: each is fetched once
     gaps: int = 0
-    # Another session stored a different log range where this pull's was to go: nothing this
-    # pull fetched for it may be stored.
-    discard: bool = False
 
     def absorb(self, other: _Wants) -> None:
         """Add what `other` found (it shares `seen`)."""
@@ -622,56 +565,15 @@ class Puller:
             # Each round is stored only if the log so far grants us (a peer must not make us
             # hold what we were never given); a grant beyond the first round is found first.
             surveyed = await self._survey_log(col, ours, length, head)
-        wants: _Wants | None = None
         while ours < length:
             end = min(length, ours + MAX_LOG_ROUND)
-            if end < length:
-                await self._pull_log(col, ours, end, surveyed.get(end))
-            else:
-                wants = await self._pull_last_round(col, ours, end)
+            await self._pull_log(col, ours, end, surveyed.get(end) if end < length else None)
             ours = end
-        if wants is None:
-            wants = await trio.to_thread.run_sync(self._survey_items, col)
-            await self._pull_records(col, wants)
-        if wants.discard:
-            return  # another session stored a different log meanwhile: the next pull resumes
+        wants = await trio.to_thread.run_sync(self._survey_items, col)
+        await self._pull_records(col, wants)
         await self._pull_blocks(wants)
         self.result.collections += 1
         await trio.to_thread.run_sync(self._mark_if_complete, col, wants)
-
-    async def _pull_last_round(self, col: bytes, start: int, end: int) -> _Wants | None:
-        """Fetch entries [start, end) and, while their signatures are checked and the range
-        is stored, fetch the records they name: nothing is stored before the range (the
-        records wait in memory, within RECORDS_WAITING_BYTES). Returns what the pull wants of
-        the collection, records fetched; None if the range does not follow our log (a fork)."""
-        owner = await trio.to_thread.run_sync(self._owner, col)
-        entries, checks = await self._fetch_log(col, start, end, owner)
-        if not await trio.to_thread.run_sync(self._follows, col, start, entries):
-            await self._store_entries(col, start, entries, checks)  # finds the fork
-            return None
-        wants = await trio.to_thread.run_sync(self._survey_items, col, entries)
-        await self._pull_records(col, wants, (start, entries, checks))
-        return wants
-
-    def _follows(self, col: bytes, start: int, entries: list[Entry]) -> bool:
-        """Whether our log of `col` ends at `start` and `entries` chain onto it."""
-        with self.node.store.read() as txn:
-            state = self.node.archive.state(txn, col)
-        if state is None:
-            return start == 0 and entries[0].type == "genesis"
-        return state.length == start and entries[0].body.get("prev") == state.head
-
-    def _holds(self, col: bytes, start: int, entries: list[Entry]) -> bool:
-        """Whether our stored log of `col` has `entries` from `start` (another session stored
-        them: the same range, since the last entry's id covers all before it)."""
-        with self.node.store.read() as txn:
-            state = self.node.archive.state(txn, col)
-            end = start + len(entries)
-            return (
-                state is not None
-                and state.length >= end
-                and self.node.archive.entry(txn, col, end - 1).id == entries[-1].id
-            )
 
     def _mark_if_complete(self, col: bytes, wants: _Wants) -> None:
         """Mark the collection complete up to the length surveyed if this pull obtained all it
@@ -881,24 +783,18 @@ class Puller:
         entries: list[Entry],
         checks: SignatureChecks | None,
         provisional: bool = False,
-    ) -> bool:
-        """Store entries [start, start + len) all or nothing, each checked against the log;
-        False if another session stored that range meanwhile. `checks` holds their signature
-        checks, already started against an owner key: waited for before the write transaction
-        (which would keep every other writer waiting meanwhile). `provisional`: a round of a
-        log surveyed whole, whose end grants us; this round alone may not yet."""
+    ) -> None:
+        """Store entries [start, start + len) all or nothing, each checked against the log.
+        `checks` holds their signature checks, already started against an owner key.
+        `provisional`: a round of a log surveyed whole, whose end grants us; this round alone
+        may not yet."""
         archive = self.node.archive
         count = len(entries)
-        if checks is not None:
-            try:
-                checks.wait()
-            except FormatError as exc:
-                raise PeerViolation(f"log entry rejected: {exc}") from None
         with self.node.store.write() as txn:
             state = archive.state(txn, col)
             existed = state is not None
             if (state.length if state else 0) != start:
-                return False  # another session stored these meanwhile
+                return  # another session stored these meanwhile; the next round resumes
             try:
                 if state is None:
                     genesis = entries[0]
@@ -910,8 +806,10 @@ class Puller:
                     first = entries[0] if entries else None
                     if first is not None and first.body.get("prev") != state.head:
                         raise _Fork(first)
-                if checks is None or checks.owner != state.owner:
-                    check_signatures(entries, state.owner)  # none started, or another key
+                if checks is not None and checks.owner == state.owner:
+                    checks.wait()
+                else:  # no checks started, or against another key than this log's owner
+                    check_signatures(entries, state.owner)
                 for entry in entries:
                     archive.append_entry(
                         txn, state, entry, signature_checked=True, save_state=False
@@ -927,7 +825,6 @@ class Puller:
             if self.mirror and state.tier != "public":
                 raise PeerViolation("the peer sent a non-public collection to a mirror")
         self.result.entries += count
-        return True
 
     def _keep_fork(self, col: bytes, entry: Entry) -> None:
         """Keep a conflicting, owner-signed entry as evidence, beside our own at that position.
@@ -989,29 +886,21 @@ class Puller:
                     txn.delete(b["item"], db=db["records"])
                     release_refs(self.node, txn, doomed)
 
-    def _survey_items(self, col: bytes, new: list[Entry] | None = None) -> _Wants:
+    def _survey_items(self, col: bytes) -> _Wants:
         """One pass over the log after the complete marker: the records missing here, and the
         blocks missing of the items whose records are here (a pull cut short, or that the
-        peer lacked). `new`: entries verified but not yet stored, that follow the stored log.
-        What arriving records name is added as they are stored."""
+        peer lacked). What arriving records name is added as they are stored."""
         db = self.node.store.db
-        new = new or []
-        # Items that a new entry redacts are not wanted: storing the entry releases them.
-        redacted = {e.body["item"] for e in new if e.type == "redact"}
         with self.node.store.read() as txn:
-            state = self.node.archive.state(txn, col)
-            stored = state.length if state is not None else 0
-            wants = _Wants(stored + len(new))
-            named: list[tuple[int, bytes]] = []
-            if state is not None:
-                marker = self.node.archive.complete_at(txn, col)
-                for seq, raw in self.node.archive.raw_entries(txn, col, marker or 1):
-                    body = log.stored_body(bytes(raw))
-                    if body["type"] == "item":
-                        named.append((seq, body["item"]))
-            named.extend((e.seq, e.body["item"]) for e in new if e.type == "item")
-            for seq, i in named:
-                if i in redacted or txn.get(col + i, db=db["redacted"]) is not None:
+            state = self.node.archive.require(txn, col)
+            wants = _Wants(state.length)
+            marker = self.node.archive.complete_at(txn, col)
+            for seq, raw in self.node.archive.raw_entries(txn, col, marker or 1):
+                body = log.stored_body(bytes(raw))
+                if body["type"] != "item":
+                    continue
+                i = body["item"]
+                if txn.get(col + i, db=db["redacted"]) is not None:
                     continue  # not wanted, as for status.is_complete
                 rec = txn.get(i, db=db["records"])
                 if rec is None:
@@ -1045,35 +934,22 @@ class Puller:
                 (wants.small if size <= SMALL_BLOCK else wants.blocks).append((record.id, b, size))
                 wants.seen.add(b)
 
-    async def _pull_records(
-        self,
-        col: bytes,
-        wants: _Wants,
-        log_round: tuple[int, list[Entry], SignatureChecks] | None = None,
-    ) -> None:
-        """Fetch the records wanted (RECORDS_IN_FLIGHT requests on their way), checked as they
-        arrive, while a worker thread stores those that came; meanwhile fetch the small blocks
-        the stored records name, so that the peer serves blocks while this node stores
-        records. `log_round` (start, entries, checks): a range of the log that a task of its
-        own verifies and stores meanwhile; nothing is stored before it is. Whatever arrived is
+    async def _pull_records(self, col: bytes, wants: _Wants) -> None:
+        """Fetch missing records, RECORDS_IN_FLIGHT requests on their way, while a worker
+        thread stores those that came; meanwhile fetch the small blocks the stored records
+        name (the peer serves blocks while this node stores records). Whatever arrived is
         stored even when the peer fails midway (resumption starts after it)."""
-        gate = trio.Event()  # set once the log names what arrives: storing may start
-        waiting = _Waiting()
-        records_in, records_out = trio.open_memory_channel(math.inf)  # bounded by `waiting`
+        records_in, records_out = trio.open_memory_channel(RECORDS_WAITING)
         blocks_in, blocks_out = trio.open_memory_channel(1)  # at most one batch waiting
         failure: BaseException | None = None
         try:
             async with trio.open_nursery() as nursery:
-                if log_round is None:
-                    gate.set()
-                else:
-                    nursery.start_soon(self._store_round, col, *log_round, wants, gate)
                 nursery.start_soon(self._verifier, blocks_out)
-                nursery.start_soon(self._records_storer, col, records_out, wants, gate, waiting)
+                nursery.start_soon(self._records_storer, col, records_out, wants)
                 async with records_in, blocks_in:
                     batcher = _Batcher(blocks_in)
                     try:
-                        await self._request_records(wants, records_in, batcher, gate, waiting)
+                        await self._request_records(wants, records_in, batcher)
                     except (PeerViolation, OSError, trio.BrokenResourceError) as exc:
                         failure = exc
                     finally:
@@ -1083,71 +959,31 @@ class Puller:
         if failure is not None:
             raise failure
 
-    async def _store_round(
-        self,
-        col: bytes,
-        start: int,
-        entries: list[Entry],
-        checks: SignatureChecks,
-        wants: _Wants,
-        gate: trio.Event,
-    ) -> None:
-        """Verify and store a log range, then open the gate. If another session stored another
-        range there meanwhile, nothing fetched for this one is stored (`wants.discard`)."""
-        try:
-            stored = await trio.to_thread.run_sync(
-                self._store_entries_txn, col, start, entries, checks
-            )
-        except _Fork:  # our log moved since _follows: the next pull finds out how
-            stored = False
-        if not stored and not await trio.to_thread.run_sync(self._holds, col, start, entries):
-            wants.discard = True
-            wants.gaps += 1
-        gate.set()
-
     async def _request_records(
-        self,
-        wants: _Wants,
-        answers: trio.MemorySendChannel,
-        batcher: _Batcher,
-        gate: trio.Event,
-        waiting: _Waiting,
+        self, wants: _Wants, answers: trio.MemorySendChannel, batcher: _Batcher
     ) -> None:
-        """Ask for the records wanted, RECORDS_IN_FLIGHT requests on their way and no more
-        than `waiting` allows unstored, check each answer and hand it to the storer. Once the
-        gate is open, ask on the same stream for the small blocks of the records stored, a
-        full `blocks?` at a time (answers come in request order), and once every record is
-        stored, for the rest of them. The large blocks are fetched by `_pull_blocks`."""
+        """Ask for the records wanted, RECORDS_IN_FLIGHT requests on their way, and hand the
+        answers to the storer. While records are still coming, ask on the same stream for the
+        small blocks of those already stored, a full `blocks?` at a time (answers come in
+        request order). The blocks still wanted at the end are fetched by `_pull_blocks`."""
         queue, wants.records = wants.records, []
         pending: list[tuple[bool, list]] = []  # (asks for records?, what it asks), in order
         records_pending = 0
-        while True:
-            while (
-                queue
-                and records_pending < RECORDS_IN_FLIGHT
-                and waiting.batches + records_pending < RECORDS_WAITING
-                and waiting.bytes < RECORDS_WAITING_BYTES
-            ):
+        while queue or pending:
+            while queue and records_pending < RECORDS_IN_FLIGHT:
                 batch, queue = queue[: msg.RECORDS_PER_REQUEST], queue[msg.RECORDS_PER_REQUEST :]
                 await self.stream.send(msg.encode("records?", ids=[i for i, _ in batch]))
                 pending.append((True, batch))
                 records_pending += 1
-            records_done = not (queue or records_pending or waiting.batches)
             while (
-                gate.is_set()
-                and not wants.discard
+                (queue or records_pending)
+                and len(wants.small) >= msg.BLOCKS_PER_REQUEST
                 and len(pending) - records_pending < SMALL_IN_FLIGHT
-                and (len(wants.small) >= msg.BLOCKS_PER_REQUEST or (records_done and wants.small))
             ):
                 part = wants.small[: msg.BLOCKS_PER_REQUEST]
                 del wants.small[: msg.BLOCKS_PER_REQUEST]
                 await self._ask_blocks(part)
                 pending.append((False, part))
-            if not pending:
-                if records_done:
-                    return
-                await waiting.changed()  # the storer stored some: room, or blocks to ask for
-                continue
             is_records, asked = pending.pop(0)
             if not is_records:
                 wants.small[:0] = await self._blocks_answer(asked, batcher, wants)
@@ -1158,58 +994,58 @@ class Puller:
                 raise PeerViolation("records answered do not match those asked for")
             # A prefix may come back (the response cap); the rest is asked for again.
             queue.extend(asked[len(answered) :])
-            checked, bad = _check_records(asked, answered)
-            if checked:
-                waiting.add(sum(len(raw or b"") for _, _, raw, _ in checked))
-                answers.send_nowait(checked)
-            if bad is not None:
-                raise PeerViolation(f"record does not match {ids.to_text('itm', bad)}")
+            await answers.send(list(zip(asked, answered, strict=False)))
 
     async def _records_storer(
-        self,
-        col: bytes,
-        answers: trio.MemoryReceiveChannel,
-        wants: _Wants,
-        gate: trio.Event,
-        waiting: _Waiting,
+        self, col: bytes, answers: trio.MemoryReceiveChannel, wants: _Wants
     ) -> None:
-        """Once the gate is open, store answers in a worker thread, up to RECORDS_PER_TXN
-        records of those waiting in one transaction (fewer commits, each a disk sync; few
-        enough that blocks are asked for early). What the stored records name is added to
-        `wants` here, on the event loop's thread, where the requester takes from it."""
+        """Store answers in a worker thread; all those waiting when it is free go into one
+        transaction: fewer commits, each a disk sync (~4 ms here, for 256 records). What the
+        stored records name is added to `wants` here, on the event loop's thread: the
+        requester takes from it meanwhile."""
         async with answers:
-            await gate.wait()
             async for first in answers:
-                got = [first]
-                count = len(first)
-                while count < RECORDS_PER_TXN:
+                got = list(first)
+                while True:
                     try:
-                        got.append(answers.receive_nowait())
+                        got.extend(answers.receive_nowait())
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
-                    count += len(got[-1])
                 found = _Wants(wants.length, seen=wants.seen)
-                if not wants.discard:
-                    rows = [row for part in got for row in part]
-                    await trio.to_thread.run_sync(self._store_records, col, rows, found)
+                await trio.to_thread.run_sync(self._store_records, col, got, found)
                 wants.absorb(found)
-                waiting.stored(len(got), sum(len(raw or b"") for p in got for _, _, raw, _ in p))
 
-    def _store_records(self, col: bytes, rows: list[_RecordRow], wants: _Wants) -> None:
-        """Store records checked by `_check_records`, each if it fits the collection as the
-        stored log has it, and add the blocks each names that are missing here to `wants`.
-        What is not stored is a gap."""
+    def _store_records(
+        self, col: bytes, answered: list[tuple[tuple[bytes, int], bytes | None]], wants: _Wants
+    ) -> None:
+        """Store the records answered ((item, position), record or None), each checked against
+        its id (those before a wrong one are stored, then the peer is refused), and add the
+        blocks each names that are missing here to `wants`. What is not stored is a gap."""
+        bad = None
+        for n, ((item_id, _), raw) in enumerate(answered):
+            if raw is not None and ids.sha256_id(raw) != item_id:
+                bad, answered = item_id, answered[:n]
+                break
+        self._store_checked_records(col, answered, wants)
+        if bad is not None:
+            raise PeerViolation(f"record does not match {ids.to_text('itm', bad)}")
+
+    def _store_checked_records(
+        self, col: bytes, answered: list[tuple[tuple[bytes, int], bytes | None]], wants: _Wants
+    ) -> None:
         db = self.node.store.db
         with self.node.store.write() as txn:
             state = self.node.archive.require(txn, col)
-            for item_id, seq, raw, record in rows:
+            for (item_id, seq), raw in answered:
                 if raw is None:
                     wants.gaps += 1  # the peer lacks it; another holder may have it
                     continue
-                # The record is exactly the one the owner's signed entry names: if it is not
-                # a valid record of this collection, the owner made it so, not the peer.
-                if isinstance(record, str):
-                    self._invalid(col, item_id, f"not a valid item record: {record}")
+                # From here the record is exactly the one the owner's signed entry names: if it
+                # is not a valid record of this collection, the owner made it so, not the peer.
+                try:
+                    record = item_mod.parse_record(raw, item_id)  # hashed by _store_records
+                except FormatError as exc:
+                    self._invalid(col, item_id, f"not a valid item record: {exc}")
                     wants.gaps += 1
                     continue
                 if record.collection != col:
