@@ -785,11 +785,18 @@ class Puller:
         provisional: bool = False,
     ) -> None:
         """Store entries [start, start + len) all or nothing, each checked against the log.
-        `checks` holds their signature checks, already started against an owner key.
-        `provisional`: a round of a log surveyed whole, whose end grants us; this round alone
-        may not yet."""
+        `checks` holds their signature checks, already started against an owner key: waited
+        for before the write transaction (which would keep every other writer waiting
+        meanwhile). `provisional`: a round of a log surveyed whole, whose end grants us; this
+        round alone may not yet."""
         archive = self.node.archive
         count = len(entries)
+        bad_signature: FormatError | None = None
+        if checks is not None:
+            try:
+                checks.wait()
+            except FormatError as exc:  # counts only if they were checked against the owner
+                bad_signature = exc
         with self.node.store.write() as txn:
             state = archive.state(txn, col)
             existed = state is not None
@@ -806,10 +813,10 @@ class Puller:
                     first = entries[0] if entries else None
                     if first is not None and first.body.get("prev") != state.head:
                         raise _Fork(first)
-                if checks is not None and checks.owner == state.owner:
-                    checks.wait()
-                else:  # no checks started, or against another key than this log's owner
-                    check_signatures(entries, state.owner)
+                if checks is None or checks.owner != state.owner:
+                    check_signatures(entries, state.owner)  # none started, or another key
+                elif bad_signature is not None:
+                    raise bad_signature
                 for entry in entries:
                     archive.append_entry(
                         txn, state, entry, signature_checked=True, save_state=False
