@@ -100,6 +100,9 @@ class LmdbBlobStore(BlobStore):
         return block_id
 
     def get(self, txn: lmdb.Transaction, block_id: bytes) -> bytes | None:
+        first = txn.get(block_id + b"\0\0", db=self._db)
+        if first is None or len(first) < MAX_VALUE:
+            return first  # absent, or one fragment: no cursor walk (most small blocks)
         cursor = txn.cursor(self._db)
         if not cursor.set_range(block_id):
             return None

@@ -273,10 +273,14 @@ class Server:
         if cached is None or (block_id not in cached[0] and cached[1]):
             # New, or a miss while manifests were missing: one may have arrived since (this
             # server is itself still pulling the item). Only the missing ones are read again.
-            raw = self._record(txn, item_id, states)
+            raw = txn.get(item_id, db=self.node.store.db["records"])
             if raw is None or ids.sha256_id(raw) != item_id:
                 return None  # damaged here: the peer will get it from another holder
-            record = item_mod.stored_record(raw, item_id)  # validated when it was stored
+            record = item_mod.stored_record(bytes(raw), item_id)  # validated when stored
+            inline = record.inline_blocks()
+            if cached is None and inline is not None and len(inline) == 1:
+                # One block (a document, a photo): nothing worth caching.
+                return self._read_block(txn, block_id) if block_id == inline[0] else None
             if cached is None:
                 allowed = set(record.inline_blocks() or []) | set(record.manifest_ids())
                 missing = record.manifest_ids()
@@ -297,6 +301,10 @@ class Server:
             self._allowed_ids += len(allowed)
         if block_id not in cached[0]:
             return None
+        return self._read_block(txn, block_id)
+
+    def _read_block(self, txn: lmdb.Transaction, block_id: bytes) -> bytes | None:
+        """A block held here, if it is whole: a holder never sends its own damaged blocks."""
         data = self.node.blobs.get(txn, block_id)
         if data is None:
             return None
