@@ -231,7 +231,7 @@ class Server:
                     if found and size > msg.MAX_BLOCKS_RESPONSE - 4096:
                         break
                     found.append(data)
-                return [msg.encode("blocks", blocks=found)]
+                return [msg.encode_blocks(found)]
         raise FormatError(f"unknown request {t!r}")
 
     def _record(

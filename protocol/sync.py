@@ -99,6 +99,79 @@ def _decode_block(frame: bytes) -> dict | None:
     return {"t": "block", "id": frame[start:key_at], "data": frame[body:]}
 
 
+# A `blocks` answer (up to 256 small blocks) likewise: the generic encoder and the canonical
+# check of the generic decoder each cost ~1 ms per MiB of 4 KiB blocks (4 us a block), this
+# layout about a quarter of that. Keys sort "t", "blocks".
+_BLOCKS_PREFIX = b"\xa2" + cbor.encode("t") + cbor.encode("blocks") + cbor.encode("blocks")
+
+
+def _array_head(n: int) -> bytes:
+    """The canonical CBOR head of an array of `n` items (major type 4); n < 65,536."""
+    if n < 24:
+        return bytes((0x80 | n,))
+    if n < 1 << 8:
+        return bytes((0x98, n))
+    return b"\x99" + n.to_bytes(2, "big")
+
+
+def encode_blocks(blocks: list[bytes | None]) -> bytes:
+    """`encode("blocks", blocks=blocks)`, with a single copy of each block."""
+    if len(blocks) >= 1 << 16:
+        return encode("blocks", blocks=blocks)
+    parts = [_BLOCKS_PREFIX, _array_head(len(blocks))]
+    for data in blocks:
+        if data is None:
+            parts.append(b"\xf6")
+        else:
+            parts.append(_bstr_head(len(data)))
+            parts.append(data)
+    return b"".join(parts)
+
+
+def _decode_blocks(frame: bytes) -> dict | None:
+    """A `blocks` answer in exactly the layout `encode_blocks` produces; None for anything else
+    (the generic decoder then decides). Whatever this accepts, the generic decoder accepts
+    with the same result."""
+    at = len(_BLOCKS_PREFIX)
+    if len(frame) <= at or not frame.startswith(_BLOCKS_PREFIX):
+        return None
+    first = frame[at]
+    if 0x80 <= first < 0x98:
+        count, body = first - 0x80, at + 1
+    elif first in (0x98, 0x99):
+        body = at + 1 + (1 << (first - 0x98))  # 1 or 2 count bytes
+        count = int.from_bytes(frame[at + 1 : body], "big")
+    else:
+        return None
+    if frame[at:body] != _array_head(count):
+        return None  # truncated, or a count not in its shortest form
+    at = body
+    blocks: list[bytes | None] = []
+    end = len(frame)
+    for _ in range(count):
+        if at >= end:
+            return None
+        first = frame[at]
+        if first == 0xF6:
+            blocks.append(None)
+            at += 1
+            continue
+        if not 0x40 <= first <= 0x5A:
+            return None
+        if first < 0x58:
+            n, body = first - 0x40, at + 1
+        else:
+            body = at + 1 + (1 << (first - 0x58))  # 1, 2 or 4 length bytes
+            n = int.from_bytes(frame[at + 1 : body], "big")
+        if body + n > end or frame[at:body] != _bstr_head(n):
+            return None  # truncated, or a length not in its shortest form
+        blocks.append(frame[body : body + n])
+        at = body + n
+    if at != end:
+        return None  # bytes after the last block
+    return {"t": "blocks", "blocks": blocks}
+
+
 def decode(frame: bytes, max_size: int, expect: tuple[str, ...]) -> dict:
     """Decode one message, checking its type is among `expect` and its fields' shapes."""
     if len(frame) > max_size:
@@ -107,6 +180,11 @@ def decode(frame: bytes, max_size: int, expect: tuple[str, ...]) -> dict:
         fast = _decode_block(frame)
         if fast is not None:
             _block(fast)
+            return fast
+    if "blocks" in expect:
+        fast = _decode_blocks(frame)
+        if fast is not None:
+            _blocks(fast)
             return fast
     return _decode_generic(frame, max_size, expect)
 

@@ -1,4 +1,5 @@
-"""The `block` answer's own encoder and decoder agree byte for byte with the generic ones."""
+"""The `block` and `blocks` answers' own encoders and decoders agree byte for byte with the
+generic ones."""
 
 from __future__ import annotations
 
@@ -100,3 +101,77 @@ def test_a_malformed_error_answer_is_malformed_not_remote(fields):
     with pytest.raises(FormatError) as caught:
         msg.decode(frame, msg.MAX_RESPONSE, ("entries", "error"))
     assert not isinstance(caught.value, msg.RemoteError)
+
+
+# --- the `blocks` answer's own encoder and decoder -----------------------------------------------
+
+
+def generic_blocks(frame: bytes) -> dict:
+    return msg._decode_generic(frame, msg.MAX_BLOCKS_RESPONSE + 1024, ("blocks",))
+
+
+@pytest.mark.parametrize("count", [0, 1, 23, 24, 255, 256])
+def test_blocks_answers_encode_and_decode_as_the_generic_cbor(count):
+    sizes = [None, 0, 1, 23, 24, 255, 256, 4112, 65_535, 65_536]
+    blocks = [None if sizes[i % 10] is None else os.urandom(sizes[i % 10]) for i in range(count)]
+    frame = msg.encode_blocks(blocks)
+    assert frame == msg.encode("blocks", blocks=blocks)
+    fast = msg._decode_blocks(frame)
+    assert fast is not None and fast == generic_blocks(frame)
+    assert msg.decode(frame, msg.MAX_BLOCKS_RESPONSE + 1024, ("blocks",)) == fast
+    assert all(b is None or type(b) is bytes for b in fast["blocks"])
+
+
+@pytest.mark.parametrize("n", [5, 30, 300])
+def test_blocks_with_a_non_canonical_length_take_the_generic_path_and_are_refused(n):
+    good = msg.encode_blocks([b"a", b"z" * n])
+    head = msg._bstr_head(n)
+    longer = (b"\x59" + n.to_bytes(2, "big")) if n < 256 else (b"\x5a" + n.to_bytes(4, "big"))
+    bad = good.replace(head + b"z" * n, longer + b"z" * n)
+    assert bad != good and msg._decode_blocks(bad) is None
+    with pytest.raises(FormatError):
+        msg.decode(bad, msg.MAX_BLOCKS_RESPONSE + 1024, ("blocks",))
+
+
+def test_blocks_with_a_non_canonical_count_or_an_indefinite_array_are_refused():
+    good = msg.encode_blocks([b"x", None])
+    for bad in (
+        good.replace(b"\x82\x41x", b"\x98\x02\x41x"),  # the count in a wider head
+        good.replace(b"\x82\x41x\xf6", b"\x9f\x41x\xf6\xff"),  # indefinite length
+    ):
+        assert bad != good and msg._decode_blocks(bad) is None
+        with pytest.raises(FormatError):
+            msg.decode(bad, msg.MAX_BLOCKS_RESPONSE + 1024, ("blocks",))
+
+
+@given(
+    blocks=st.lists(st.one_of(st.none(), st.binary(max_size=300)), max_size=30),
+    cut=st.integers(min_value=0, max_value=9000),
+    flip=st.integers(min_value=0, max_value=9000),
+    extra=st.binary(max_size=3),
+)
+@settings(max_examples=400, deadline=None)
+def test_whatever_the_blocks_fast_decoder_accepts_the_generic_one_accepts_the_same(
+    blocks, cut, flip, extra
+):
+    frame = bytearray(msg.encode_blocks(blocks))
+    if flip < len(frame):
+        frame[flip] ^= 0x01
+    frame = bytes(frame[: max(1, cut)] if cut < len(frame) else frame) + extra
+    fast = msg._decode_blocks(frame)
+    if fast is not None:
+        try:
+            msg._blocks(fast)
+        except FormatError:
+            fast = None
+    try:
+        full = generic_blocks(frame)
+    except FormatError:
+        full = None
+    if fast is not None:
+        assert full == fast
+    try:
+        got = msg.decode(frame, msg.MAX_BLOCKS_RESPONSE + 1024, ("blocks",))
+    except FormatError:
+        got = None
+    assert got == full  # the fast path changes no answer, accepted or refused
