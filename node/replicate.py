@@ -434,33 +434,6 @@ class PullResult:
     invalid: list[str] = field(default_factory=list)
 
 
-class _Batcher:
-    """Blocks received, handed to the verifier in batches of up to BLOCK_BATCH_COUNT blocks
-    or BLOCK_BATCH_BYTES bytes."""
-
-    def __init__(self, out: trio.MemorySendChannel) -> None:
-        self.out = out
-        self.batch: list[tuple[bytes, bytes]] = []
-        self.size = 0
-
-    async def add(self, block_id: bytes, data: bytes) -> None:
-        self.batch.append((block_id, data))
-        self.size += len(data)
-        if len(self.batch) >= BLOCK_BATCH_COUNT or self.size >= BLOCK_BATCH_BYTES:
-            await self.flush()
-
-    async def flush(self) -> None:
-        """Hand over what is here; also when the pull is being cancelled (a peer that failed
-        midway): whatever arrived is stored, and a resumed pull starts after it."""
-        if self.batch:
-            batch, self.batch, self.size = self.batch, [], 0
-            with trio.CancelScope(shield=True):
-                try:
-                    await self.out.send(batch)
-                except trio.BrokenResourceError:
-                    pass  # the verifier ended on an error: that error is the one reported
-
-
 @dataclass
 class _Wants:
     """What one pull of a collection still needs of its items: found by one scan of the log
@@ -473,17 +446,8 @@ class _Wants:
     # (item, manifest block): every pair, as references to content blocks count per item
     manifests: list[tuple[bytes, bytes]] = field(default_factory=list)
     blocks: list[tuple[bytes, bytes, int]] = field(default_factory=list)  # (item, block, size)
-    small: list[tuple[bytes, bytes, int]] = field(default_factory=list)  # up to SMALL_BLOCK
     seen: set[bytes] = field(default_factory=set)  # blocks listed: each is fetched once
     gaps: int = 0
-
-    def absorb(self, other: _Wants) -> None:
-        """Add what `other` found (it shares `seen`)."""
-        self.records.extend(other.records)
-        self.manifests.extend(other.manifests)
-        self.blocks.extend(other.blocks)
-        self.small.extend(other.small)
-        self.gaps += other.gaps
 
 
 class Puller:
@@ -945,79 +909,51 @@ class Puller:
         tag = crypto.TAG_LEN if record.encrypted else 0
         for index, b in enumerate(blocks):
             if b not in wants.seen and not self.node.blobs.has(txn, b):
-                size = min(item_mod.CHUNK_SIZE, record.size - index * item_mod.CHUNK_SIZE) + tag
-                (wants.small if size <= SMALL_BLOCK else wants.blocks).append((record.id, b, size))
+                size = min(item_mod.CHUNK_SIZE, record.size - index * item_mod.CHUNK_SIZE)
+                wants.blocks.append((record.id, b, size + tag))
                 wants.seen.add(b)
 
     async def _pull_records(self, col: bytes, wants: _Wants) -> None:
         """Fetch missing records, RECORDS_IN_FLIGHT requests on their way, while a worker
-        thread stores those that came; meanwhile fetch the small blocks the stored records
-        name (the peer serves blocks while this node stores records). Whatever arrived is
-        stored even when the peer fails midway (resumption starts after it)."""
-        records_in, records_out = trio.open_memory_channel(RECORDS_WAITING)
-        blocks_in, blocks_out = trio.open_memory_channel(1)  # at most one batch waiting
+        thread stores those that came. Whatever arrived is stored even when the peer fails
+        midway (resumption starts after it)."""
+        send, receive = trio.open_memory_channel(RECORDS_WAITING)
         failure: BaseException | None = None
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._verifier, blocks_out)
-                nursery.start_soon(self._records_storer, col, records_out, wants)
-                async with records_in, blocks_in:
-                    batcher = _Batcher(blocks_in)
+                nursery.start_soon(self._records_storer, col, receive, wants)
+                async with send:
                     try:
-                        await self._request_records(wants, records_in, batcher)
+                        await self._request_records(wants, send)
                     except (PeerViolation, OSError, trio.BrokenResourceError) as exc:
                         failure = exc
-                    finally:
-                        await batcher.flush()
         except BaseExceptionGroup as group:
             raise _first_leaf(group) from None
         if failure is not None:
             raise failure
 
-    async def _request_records(
-        self, wants: _Wants, answers: trio.MemorySendChannel, batcher: _Batcher
-    ) -> None:
-        """Ask for the records wanted, RECORDS_IN_FLIGHT requests on their way, and hand the
-        answers to the storer. While records are still coming, ask on the same stream for the
-        small blocks of those already stored, a full `blocks?` at a time (answers come in
-        request order). The blocks still wanted at the end are fetched by `_pull_blocks`."""
+    async def _request_records(self, wants: _Wants, answers: trio.MemorySendChannel) -> None:
         queue, wants.records = wants.records, []
-        pending: list[tuple[bool, list]] = []  # (asks for records?, what it asks), in order
-        records_pending = 0
+        pending: list[list[tuple[bytes, int]]] = []
         while queue or pending:
-            while queue and records_pending < RECORDS_IN_FLIGHT:
+            while queue and len(pending) < RECORDS_IN_FLIGHT:
                 batch, queue = queue[: msg.RECORDS_PER_REQUEST], queue[msg.RECORDS_PER_REQUEST :]
                 await self.stream.send(msg.encode("records?", ids=[i for i, _ in batch]))
-                pending.append((True, batch))
-                records_pending += 1
-            while (
-                (queue or records_pending)
-                and len(wants.small) >= msg.BLOCKS_PER_REQUEST
-                and len(pending) - records_pending < SMALL_IN_FLIGHT
-            ):
-                part = wants.small[: msg.BLOCKS_PER_REQUEST]
-                del wants.small[: msg.BLOCKS_PER_REQUEST]
-                await self._ask_blocks(part)
-                pending.append((False, part))
-            is_records, asked = pending.pop(0)
-            if not is_records:
-                wants.small[:0] = await self._blocks_answer(asked, batcher, wants)
-                continue
-            records_pending -= 1
-            answered = (await self._answer("records", msg.MAX_RECORDS_RESPONSE))["records"]
-            if not answered or len(answered) > len(asked):
+                pending.append(batch)
+            reply = await self._answer("records", msg.MAX_RECORDS_RESPONSE)
+            batch = pending.pop(0)
+            answered = reply["records"]
+            if not answered or len(answered) > len(batch):
                 raise PeerViolation("records answered do not match those asked for")
             # A prefix may come back (the response cap); the rest is asked for again.
-            queue.extend(asked[len(answered) :])
-            await answers.send(list(zip(asked, answered, strict=False)))
+            queue.extend(batch[len(answered) :])
+            await answers.send(list(zip(batch, answered, strict=False)))
 
     async def _records_storer(
         self, col: bytes, answers: trio.MemoryReceiveChannel, wants: _Wants
     ) -> None:
         """Store answers in a worker thread; all those waiting when it is free go into one
-        transaction: fewer commits, each a disk sync (~4 ms here, for 256 records). What the
-        stored records name is added to `wants` here, on the event loop's thread: the
-        requester takes from it meanwhile."""
+        transaction: fewer commits, each a disk sync (~4 ms here, for 256 records)."""
         async with answers:
             async for first in answers:
                 got = list(first)
@@ -1026,9 +962,7 @@ class Puller:
                         got.extend(answers.receive_nowait())
                     except (trio.WouldBlock, trio.EndOfChannel):
                         break
-                found = _Wants(wants.length, seen=wants.seen)
-                await trio.to_thread.run_sync(self._store_records, col, got, found)
-                wants.absorb(found)
+                await trio.to_thread.run_sync(self._store_records, col, got, wants)
 
     def _store_records(
         self, col: bytes, answered: list[tuple[tuple[bytes, int], bytes | None]], wants: _Wants
@@ -1118,7 +1052,7 @@ class Puller:
             unique = list({m: (i, m) for i, m in pairs}.values())
             await self._fetch(unique, wants)
             await trio.to_thread.run_sync(self._after_manifests, pairs, wants)
-        blocks, wants.blocks, wants.small = wants.small + wants.blocks, [], []
+        blocks, wants.blocks = wants.blocks, []
         await self._fetch(blocks, wants)
 
     def _after_manifests(self, pairs: list[tuple[bytes, bytes]], wants: _Wants) -> None:
@@ -1194,34 +1128,35 @@ class Puller:
     ) -> None:
         """Small blocks (a few KiB: documents, photos' thumbnails) are asked for by the hundred
         with `blocks?`: one round trip, one frame each way, instead of one per block."""
-        queue = list(wanted)
-        pending: list[list] = []
-        batcher = _Batcher(batches)
+        queue = [(i, b) for i, b, *_ in wanted]
+        pending: list[list[tuple[bytes, bytes]]] = []
+        batch: list[tuple[bytes, bytes]] = []
+        batch_bytes = 0
         try:
             while queue or pending:
                 while queue and len(pending) < SMALL_IN_FLIGHT:
                     part, queue = queue[: msg.BLOCKS_PER_REQUEST], queue[msg.BLOCKS_PER_REQUEST :]
-                    await self._ask_blocks(part)
+                    await self.stream.send(msg.encode("blocks?", want=[list(p) for p in part]))
                     pending.append(part)
-                queue.extend(await self._blocks_answer(pending.pop(0), batcher, wants))
+                reply = await self._answer("blocks", msg.MAX_BLOCKS_RESPONSE + 1024)
+                asked = pending.pop(0)
+                got = reply["blocks"]
+                if not got or len(got) > len(asked):
+                    raise PeerViolation("blocks answered do not match those asked for")
+                queue.extend(asked[len(got) :])  # the rest of a capped answer, asked again
+                for (_, block_id), data in zip(asked, got, strict=False):
+                    if data is not None:
+                        batch.append((block_id, data))
+                        batch_bytes += len(data)
+                    else:
+                        wants.gaps += 1  # the peer lacks it; another holder may have it
+                if len(batch) >= BLOCK_BATCH_COUNT or batch_bytes >= BLOCK_BATCH_BYTES:
+                    await batches.send(batch)
+                    batch, batch_bytes = [], 0
         finally:
-            await batcher.flush()
-
-    async def _ask_blocks(self, part: list) -> None:
-        await self.stream.send(msg.encode("blocks?", want=[[i, b] for i, b, *_ in part]))
-
-    async def _blocks_answer(self, asked: list, batcher: _Batcher, wants: _Wants) -> list:
-        """Read the answer to a `blocks?` for `asked` ((item, block, ...) in order) and hand
-        its blocks on; returns what a capped answer left out, to be asked for again."""
-        got = (await self._answer("blocks", msg.MAX_BLOCKS_RESPONSE + 1024))["blocks"]
-        if not got or len(got) > len(asked):
-            raise PeerViolation("blocks answered do not match those asked for")
-        for (_, block_id, *_), data in zip(asked, got, strict=False):
-            if data is not None:
-                await batcher.add(block_id, data)
-            else:
-                wants.gaps += 1  # the peer lacks it; another holder may have it
-        return asked[len(got) :]
+            if batch:
+                with trio.CancelScope(shield=True):
+                    await batches.send(batch)
 
     async def _request_all(
         self, wanted: list, batches: trio.MemorySendChannel, wants: _Wants
@@ -1231,7 +1166,8 @@ class Puller:
         pending: list[tuple[bytes, int]] = []  # (block id, size estimate), in request order
         in_flight = 0  # estimated bytes of answers on their way
         sent = 0
-        batcher = _Batcher(batches)
+        batch: list[tuple[bytes, bytes]] = []
+        batch_bytes = 0
         try:
             while True:
                 while (
@@ -1255,9 +1191,15 @@ class Puller:
                 if reply["data"] is None:
                     wants.gaps += 1  # the peer lacks it; another holder may have it
                     continue
-                await batcher.add(expected, reply["data"])  # hashed by the verifier, off this loop
+                batch.append((expected, reply["data"]))  # hashed by the storer, off this loop
+                batch_bytes += len(reply["data"])
+                if batch_bytes >= BLOCK_BATCH_BYTES or len(batch) >= BLOCK_BATCH_COUNT:
+                    await batches.send(batch)
+                    batch, batch_bytes = [], 0
         finally:
-            await batcher.flush()
+            if batch:
+                with trio.CancelScope(shield=True):
+                    await batches.send(batch)
 
     def _store_blocks(self, batch: list[tuple[bytes, bytes]]) -> None:
         """Store blocks `_verifier` has hashed, in one transaction."""
