@@ -44,7 +44,7 @@ logger = logging.getLogger("amanah.sync")
 
 IN_FLIGHT = 256  # block requests outstanding per session, at most
 IN_FLIGHT_BYTES = 16 << 20  # and about this many bytes of answers on their way
-BLOCK_BATCH_COUNT = 4096  # blocks per storing transaction, at most
+BLOCK_BATCH_COUNT = 1024  # blocks per storing transaction, at most (small ones: 4 MiB of 4 KiB)
 SMALL_BLOCK = 64 << 10  # blocks up to this size are asked for together (blocks?)
 SMALL_IN_FLIGHT = 4  # blocks? requests outstanding
 RECORDS_IN_FLIGHT = 4  # records? requests outstanding
