@@ -116,11 +116,14 @@ def _named_in(txn: lmdb.Transaction, db: dict, col: bytes, item_id: bytes) -> bo
 def _make_home(txn: lmdb.Transaction, db: dict, col: bytes, item_id: bytes, seq: int) -> None:
     """Point the `items` index at `col`, whose record of the item has just been stored; the
     log that named it first, if another, keeps its naming in `foreign`."""
+    home = col + seq.to_bytes(8, "big")
     where = txn.get(item_id, db=db["items"])
+    if where == home:
+        return  # `col` named it first (the usual case): nothing in `foreign` to move
     if where is not None and bytes(where[:-8]) != col:
         txn.put(bytes(where[:-8]) + item_id, bytes(where[-8:]), db=db["foreign"])
     txn.delete(col + item_id, db=db["foreign"])
-    txn.put(item_id, col + seq.to_bytes(8, "big"), db=db["items"])
+    txn.put(item_id, home, db=db["items"])
 
 
 def _verified_prefix(batch: list[tuple[bytes, bytes]]) -> int:
