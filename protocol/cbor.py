@@ -65,12 +65,14 @@ def _check(value: Any, depth: int) -> None:
     if t is dict:
         # Canonical order (SPEC 2): keys sorted by their encoded bytes, so the shorter first,
         # then bytewise; each strictly after the one before (a repeated key is refused too).
-        before = b""
+        before = None
         for k, v in value.items():
             if type(k) is not str:
                 raise FormatError("map keys must be text")
             key = k.encode()
-            if before and (len(key), key) <= (len(before), before):
+            if before is not None and (
+                len(key) < len(before) or (len(key) == len(before) and key <= before)
+            ):
                 raise FormatError("map keys are not in canonical order")
             before = key
             tv = type(v)
