@@ -341,34 +341,71 @@ def _check_all(entries: list[Entry], owner: bytes) -> None:
         log.verify_entry(entry, owner)
 
 
-class SignatureChecks:
-    """Signature checks of received entries against one owner key, started batch by batch as
-    the entries arrive (on VERIFY_THREADS threads) and awaited all at once before storing.
+def _parse_and_check(
+    raws: list[bytes], first: int, owner: bytes
+) -> tuple[list[Entry], FormatError | None]:
+    """Parse received entries (`first`: the position of the first) and check each one's
+    signature against `owner`. A malformed entry raises; the first bad signature is returned,
+    as it counts only if `owner` is the collection's (EntryChecks.wait)."""
+    entries: list[Entry] = []
+    bad: FormatError | None = None
+    for n, raw in enumerate(raws):
+        try:
+            entry = log.parse_entry(raw)
+        except FormatError as exc:
+            raise FormatError(f"invalid log entry at {first + n}: {exc}") from None
+        if bad is None:
+            try:
+                log.verify_entry(entry, owner)
+            except FormatError as exc:
+                bad = exc
+        entries.append(entry)
+    return entries, bad
 
-    Only the signatures: the chain and the rules are checked when the entries are applied.
+
+class EntryChecks:
+    """Received log entries parsed and their signatures checked against one owner key, batch
+    by batch as they arrive, on VERIFY_THREADS threads (libsodium releases the GIL; parsing
+    there too leaves the event loop free to receive the next batches), then collected all at
+    once before storing.
+
+    Only the signatures and each entry's own form: the chain and the rules are checked when the
+    entries are applied.
     """
 
     def __init__(self, owner: bytes) -> None:
         self.owner = owner
-        self._running: list[Future[None]] = []
+        self._running: list[Future[tuple[list[Entry], FormatError | None]]] = []
+        self._result: tuple[list[Entry], FormatError | None] | None = None
 
-    def start(self, entries: list[Entry]) -> None:
+    def start(self, raws: list[bytes], first: int) -> None:
+        """Parse and check `raws`, the entries at positions `first`, `first` + 1, ..."""
         pool = _verifier_pool()
-        step = max(VERIFY_PARALLEL_FROM, -(-len(entries) // VERIFY_THREADS))
-        for i in range(0, len(entries), step):
-            self._running.append(pool.submit(_check_all, entries[i : i + step], self.owner))
+        step = max(VERIFY_PARALLEL_FROM, -(-len(raws) // VERIFY_THREADS))
+        for i in range(0, len(raws), step):
+            chunk = raws[i : i + step]
+            self._running.append(pool.submit(_parse_and_check, chunk, first + i, self.owner))
 
-    def wait(self) -> None:
-        """Raise SignatureError (a FormatError) if any entry started has a bad signature."""
-        running, self._running = self._running, []
-        failure: BaseException | None = None
-        for done in running:
-            try:
-                done.result()
-            except BaseException as exc:  # every check is waited for, the first failure kept
-                failure = failure or exc
-        if failure is not None:
-            raise failure
+    def wait(self) -> tuple[list[Entry], FormatError | None]:
+        """Every entry started, in order, and the first bad signature among them (None if all
+        verify). Raises FormatError if an entry is malformed. Blocks: call it off the event
+        loop. Once done, answers again at once."""
+        if self._result is None:
+            entries: list[Entry] = []
+            bad: FormatError | None = None
+            failure: BaseException | None = None
+            for done in self._running:  # every job is waited for, the first failure kept
+                try:
+                    got, wrong = done.result()
+                except BaseException as exc:
+                    failure = failure or exc
+                    continue
+                entries.extend(got)
+                bad = bad or wrong
+            if failure is not None:
+                raise failure
+            self._result = (entries, bad)
+        return self._result
 
 
 def check_signatures(entries: list[Entry], owner: bytes) -> None:
@@ -377,9 +414,19 @@ def check_signatures(entries: list[Entry], owner: bytes) -> None:
     if len(entries) < VERIFY_PARALLEL_FROM:
         _check_all(entries, owner)
         return
-    checks = SignatureChecks(owner)
-    checks.start(entries)
-    checks.wait()
+    pool = _verifier_pool()
+    step = -(-len(entries) // VERIFY_THREADS)
+    jobs = [
+        pool.submit(_check_all, entries[i : i + step], owner) for i in range(0, len(entries), step)
+    ]
+    failure: BaseException | None = None
+    for job in jobs:
+        try:
+            job.result()
+        except BaseException as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
 
 
 def _manifest_len(record: item_mod.ItemRecord, manifest_id: bytes) -> int:
@@ -644,7 +691,8 @@ class Puller:
         while position < length:
             end = min(length, position + MAX_LOG_ROUND)
             owner = state.owner if state is not None else None
-            entries, checks = await self._fetch_log(col, position, end, owner)
+            checks = await self._fetch_log(col, position, end, owner)
+            entries = await self._parsed(checks)
             state = await trio.to_thread.run_sync(self._replay, col, state, entries, checks)
             ends[end] = entries[-1].id
             position = end
@@ -658,7 +706,7 @@ class Puller:
 
     @staticmethod
     def _replay(
-        col: bytes, state: CollectionState | None, entries: list[Entry], checks: SignatureChecks
+        col: bytes, state: CollectionState | None, entries: list[Entry], checks: EntryChecks
     ) -> CollectionState:
         """`state` (None before genesis) advanced over `entries`, every rule checked."""
         try:
@@ -669,7 +717,9 @@ class Puller:
                 entries = entries[1:]
             if checks.owner != state.owner:
                 raise PeerViolation("log entries signed by another key than the owner's")
-            checks.wait()
+            bad_signature = checks.wait()[1]
+            if bad_signature is not None:
+                raise bad_signature
             for entry in entries:
                 state.apply(entry, signature_checked=True)
         except FormatError as exc:
@@ -683,22 +733,22 @@ class Puller:
         `surveyed`: the id `_survey_log` saw at length - 1, for a round stored before the grant
         that lets us hold the collection."""
         owner = await trio.to_thread.run_sync(self._owner, col)
-        entries, checks = await self._fetch_log(col, start, length, owner)
+        checks = await self._fetch_log(col, start, length, owner)
+        entries = await self._parsed(checks)
         if surveyed is not None and entries[-1].id != surveyed:
             raise PeerViolation("the log sent differs from the one surveyed")
         await self._store_entries(col, start, entries, checks, provisional=surveyed is not None)
 
     async def _fetch_log(
         self, col: bytes, start: int, length: int, owner: bytes | None
-    ) -> tuple[list[Entry], SignatureChecks]:
-        """Entries [start, length) parsed, LOG_IN_FLIGHT requests on their way, with their
-        signature checks against `owner` (None: the key the genesis entry names) started on
-        other threads as each answer arrives."""
-        entries: list[Entry] = []
+    ) -> EntryChecks:
+        """Fetch entries [start, length), LOG_IN_FLIGHT requests on their way; each answer is
+        parsed and its signatures checked against `owner` (None: the key the genesis entry
+        names) on other threads while the next ones arrive (`_parsed` collects them)."""
         asked: list[int] = []  # the `from` of each request on its way, in order
-        position = start  # the next entry to parse
+        position = start  # the next entry to receive
         next_ask = start
-        checks = SignatureChecks(owner) if owner is not None else None
+        checks = EntryChecks(owner) if owner is not None else None
         while position < length:
             if not asked:  # every answer is in: ask on from the first entry still missing
                 next_ask = position
@@ -716,20 +766,28 @@ class Puller:
                 # An earlier answer was shorter than asked for (the peer's size cap): this one
                 # does not follow on; the gap is asked for once the answers on their way are in.
                 continue
-            first = len(entries)
-            for raw in reply["entries"][: length - position]:
+            got = reply["entries"][: length - position]
+            if checks is None:  # a new collection: the genesis entry names its owner
                 try:
-                    entries.append(log.parse_entry(raw))
+                    genesis = log.parse_entry(got[0])
                 except FormatError as exc:
                     raise PeerViolation(f"invalid log entry at {position}: {exc}") from None
-                position += 1
-            if checks is None:
-                if entries[0].type != "genesis":
+                if genesis.type != "genesis":
                     raise PeerViolation("the first entry is not this collection's genesis")
-                checks = SignatureChecks(entries[0].body["owner"])  # a new collection's owner
-            checks.start(entries[first:])
-        assert checks is not None  # length > start: at least one answer was parsed
-        return entries, checks
+                checks = EntryChecks(genesis.body["owner"])
+            checks.start(got, position)
+            position += len(got)
+        assert checks is not None  # length > start: at least one answer was received
+        return checks
+
+    @staticmethod
+    async def _parsed(checks: EntryChecks) -> list[Entry]:
+        """The entries `checks` parses, once all are; a malformed one is the peer's violation.
+        (Their signatures are judged when they are applied, against the collection's owner.)"""
+        try:
+            return (await trio.to_thread.run_sync(checks.wait))[0]
+        except FormatError as exc:
+            raise PeerViolation(str(exc)) from None
 
     def _owner(self, col: bytes) -> bytes | None:
         with self.node.store.read() as txn:
@@ -741,7 +799,7 @@ class Puller:
         col: bytes,
         start: int,
         entries: list[Entry],
-        checks: SignatureChecks | None,
+        checks: EntryChecks | None,
         provisional: bool = False,
     ) -> None:
         try:
@@ -756,7 +814,7 @@ class Puller:
         col: bytes,
         start: int,
         entries: list[Entry],
-        checks: SignatureChecks | None,
+        checks: EntryChecks | None,
         provisional: bool = False,
     ) -> None:
         """Store entries [start, start + len) all or nothing, each checked against the log.
@@ -766,12 +824,9 @@ class Puller:
         round alone may not yet."""
         archive = self.node.archive
         count = len(entries)
-        bad_signature: FormatError | None = None
-        if checks is not None:
-            try:
-                checks.wait()
-            except FormatError as exc:  # counts only if they were checked against the owner
-                bad_signature = exc
+        # Waited for (already done, after _parsed) before the write transaction; a bad
+        # signature counts only if they were checked against the collection's owner.
+        bad_signature = checks.wait()[1] if checks is not None else None
         with self.node.store.write() as txn:
             state = archive.state(txn, col)
             existed = state is not None
