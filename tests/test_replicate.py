@@ -269,6 +269,35 @@ def test_hostile_data_is_refused_and_nothing_is_stored(two, tmp_path, tamper, pr
         assert b.archive.state(txn, col.state.id).length == 4
 
 
+def test_a_record_that_does_not_match_its_id_is_refused_with_those_after_it(two, tmp_path):
+    a, b = two
+    col = collections.create(a, "pub", "public")
+    for n in range(3):
+        add_file(a, col, tmp_path, 1_000, f"f{n}.bin")
+    grants.share(a, col, b.peer_id)
+    asked: list[bytes] = []
+
+    def swap_second(request: dict, response: bytes) -> bytes:
+        if request["t"] != "records?":
+            return response
+        asked.extend(request["ids"])
+        records = msg.decode(response, msg.MAX_RECORDS_RESPONSE, ("records",))["records"]
+        records[1] = records[1][:-1] + bytes([records[1][-1] ^ 1])  # another record's bytes
+        return msg.encode("records", records=records)
+
+    with pytest.raises(replicate.PeerViolation, match="record does not match"):
+        liar_pull(b, a, swap_second)
+    with b.store.read() as txn:  # the log, and the one record before the wrong one
+        assert b.archive.state(txn, col.state.id).length == 5
+        held = [txn.get(i, db=b.store.db["records"]) is not None for i in asked]
+        assert held == [True, False, False]
+        assert b.blobs.enumerate(txn) == []  # no block of anything
+    trio.run(pull, b, a)  # an honest holder completes it
+    assert verify_all(b).ok
+    with b.store.read() as txn:
+        assert b.archive.complete_at(txn, col.state.id) == 5
+
+
 def test_mirror_gets_only_public(tmp_path):
     a, m = make_node(tmp_path, "a"), make_node(tmp_path, "m", role="mirror")
     trust(a, m, role="mirror")
