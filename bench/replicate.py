@@ -811,7 +811,7 @@ def resync(root: Path, n_items: int, rounds: int) -> dict:
 
 async def _resync_inprocess(home_a: Path, home_b: Path, rounds: int) -> dict:
     import trio
-    from amanah.node import replicate
+    from amanah.node import replicate, sync_server
     from amanah.node.home import Node
     from amanah.node.net import Network
     from amanah.protocol import ids
@@ -824,7 +824,7 @@ async def _resync_inprocess(home_a: Path, home_b: Path, rounds: int) -> dict:
 
         async def serve(stream: object) -> None:
             key = ids.public_key_from_peer_id(stream.peer_id)  # type: ignore[attr-defined]
-            await replicate.serve(na, stream, key)  # type: ignore[arg-type]
+            await sync_server.serve(na, stream, key)  # type: ignore[arg-type]
 
         net_a.handle(msg.SYNC_PROTOCOL, serve)
         async with trio.open_nursery() as nursery:

@@ -32,7 +32,7 @@ from amanah.protocol import sync as msg
 from amanah.protocol.errors import FormatError
 
 from . import peers as peers_mod
-from . import replicate
+from . import replicate, sync_server
 from .errors import DamagedError, StoreFull
 from .home import Node
 from .net.slots import PeerSlots
@@ -169,7 +169,7 @@ class P2P:
             await stream.send(msg.encode("error", msg="too many sessions at once"))  # type: ignore[attr-defined]
             return
         try:
-            await replicate.serve(self.node, stream, ids.public_key_from_peer_id(peer_id))  # type: ignore[arg-type]
+            await sync_server.serve(self.node, stream, ids.public_key_from_peer_id(peer_id))  # type: ignore[arg-type]
         except FormatError as exc:
             log.warning("peer %s: sync request refused: %s", peer_id, exc)
         finally:
@@ -318,7 +318,7 @@ class P2P:
 
         notice = msg.encode("head", col=state.id, length=state.length, head=state.head)  # type: ignore[attr-defined]
         for peer_id, peer in list(self.trusted.items()):
-            if not replicate.may_serve(self.node, state, peer.public_key, peer.role):  # type: ignore[arg-type]
+            if not sync_server.may_serve(self.node, state, peer.public_key, peer.role):  # type: ignore[arg-type]
                 continue
             try:
                 with trio.fail_after(10):

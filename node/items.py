@@ -101,12 +101,8 @@ def known_blocks(node: Node, txn: lmdb.Transaction, record: ItemRecord) -> list[
         data = node.blobs.get(txn, m)
         if data is None or ids.sha256_id(data) != m:
             continue
-        index = record.manifest_ids().index(m)
-        expected = min(
-            item_mod.MANIFEST_FANOUT, record.block_count - index * item_mod.MANIFEST_FANOUT
-        )
         try:
-            out.extend(item_mod.decode_manifest(bytes(data), expected))
+            out.extend(item_mod.decode_manifest(bytes(data), item_mod.manifest_len(record, m)))
         except IntegrityError:
             continue
     return out

@@ -1,4 +1,4 @@
-"""Replication: serving collections to granted peers, and pulling from them (`/amanah/sync/1`).
+"""Replication: pulling collections from the peers that serve them (`/amanah/sync/1`).
 
 Pull by heads. The puller asks for the heads of every collection the peer will serve it; for each
 one it is behind on, it asks for the missing log range, verifies every entry (signature, chain,
@@ -7,10 +7,9 @@ the collection (or it is the owner). Then it fetches the item records it lacks, 
 many requests in flight, each block checked against its id before it is stored. Blocks are
 committed as they arrive, so a transfer cut short resumes where it stopped.
 
-The server side answers only for collections whose log grants the asking peer (or that it
-owns), sends a mirror only public collections, and a block only when asked for it through an
-item of such a collection. Everything received is hostile until verified; any violation ends the
-session with an error logged under the peer's id, and nothing of the offending message is kept.
+Everything received is hostile until verified; any violation ends the session with an error
+logged under the peer's id, and nothing of the offending message is kept. The server's side is
+`sync_server`; log entries are parsed and their signatures checked by `entry_checks`.
 
 This module does the storage side synchronously (it never holds a transaction across an await)
 and speaks to the network through a `Stream`: anything with `send`, `recv` and `peer_id`.
@@ -18,10 +17,9 @@ and speaks to the network through a `Stream`: anything with `send`, `recv` and `
 
 from __future__ import annotations
 
+import functools
 import logging
-import threading
-from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,11 +31,11 @@ from amanah.protocol import sync as msg
 from amanah.protocol.errors import FormatError
 from amanah.protocol.log import CollectionState, Entry
 
-from . import peers as peers_mod
 from . import status
+from .entry_checks import EntryChecks, check_signatures
 from .errors import DamagedError
 from .home import Node
-from .ingest import RELEASE_EVERY, add_refs, release_refs
+from .ingest import add_refs, release_refs
 from .items import check_fits, known_blocks
 
 logger = logging.getLogger("amanah.sync")
@@ -50,7 +48,6 @@ SMALL_IN_FLIGHT = 4  # blocks? requests outstanding
 RECORDS_IN_FLIGHT = 4  # records? requests outstanding
 RECORDS_WAITING = 4  # records answers received and waiting to be stored, at most
 LOG_IN_FLIGHT = 4  # log? requests outstanding
-IDLE = 120  # seconds a server waits for the next request
 ANSWER_TIMEOUT = 60  # seconds a puller waits for an answer
 MAX_LOG_ROUND = 200_000  # entries fetched and verified in memory per round (~60 MB at most)
 HAVE_PER_MESSAGE = 500
@@ -90,21 +87,6 @@ class _Fork(Exception):
         self.entry = entry
 
 
-# --- what this node may serve -------------------------------------------------------------------
-
-
-def may_serve(node: Node, state: CollectionState, peer_key: bytes, peer_role: str) -> bool:
-    """Whether `peer_key` may receive this collection from us, by its log and the peer's role."""
-    if peer_role == "mirror":
-        return state.tier == "public" and state.grants.get(peer_key) == "mirror"
-    return peer_key == state.owner or peer_key in state.grants
-
-
-# Block ids the sync server keeps in its per-session cache of what each item lists (~100 bytes
-# each in a set: ~25 MB). Counted in ids, not items: one 100 GiB item lists 100,000 blocks.
-ALLOWED_IDS_CACHED = 1 << 18
-
-
 def _named_in(txn: lmdb.Transaction, db: dict, col: bytes, item_id: bytes) -> bool:
     """Whether an "item" entry of `col`'s log stored here names `item_id`."""
     where = txn.get(item_id, db=db["items"])
@@ -135,339 +117,34 @@ def _verified_prefix(batch: list[tuple[bytes, bytes]]) -> int:
     return len(batch)
 
 
-class Server:
-    """Answers one peer's requests. Built per session; caches what the peer may fetch."""
-
-    def __init__(self, node: Node, peer_key: bytes) -> None:
-        self.node = node
-        self.peer_key = peer_key
-        try:
-            self.role = peers_mod.get(node, ids.peer_id_from_public_key(peer_key)).role
-        except Exception:
-            self.role = "untrusted"
-        # Per item, the block ids a peer may ask for through it; bounded by the ids held.
-        # Per item, the block ids a peer may ask for through it, and the manifests not held here
-        # when that was built (what they list is added once they arrive); bounded by ids held.
-        self._allowed_items: dict[bytes, tuple[set[bytes], list[bytes]]] = {}
-        self._allowed_ids = 0
-        self._served = 0  # bytes of blocks read since the last Store.release_map
-
-    def _state(
-        self, txn: lmdb.Transaction, col: bytes, log_only: bool = False
-    ) -> CollectionState | None:
-        """The collection if this peer may have it; with `log_only`, also if its grant was
-        revoked (its heads and log, so it learns of the revocation; no records, no blocks)."""
-        state = self.node.archive.state(txn, col)
-        if state is None or self.role == "untrusted":
-            return None
-        if may_serve(self.node, state, self.peer_key, self.role):
-            return state
-        # A revoked peer still learns the log that revokes it (a mirror must stop publishing),
-        # but a mirror-role peer never learns anything of a non-public collection (SPEC 4.10).
-        if not log_only or self.peer_key not in state.former:
-            return None
-        return state if self.role != "mirror" or state.tier == "public" else None
-
-    def _heads(self, txn: lmdb.Transaction, after: bytes | None) -> bytes:
-        """One page of heads: the served collections after `after`, ascending, with "more"
-        when the page is full and another served collection follows (SPEC 11.5)."""
-        heads: list[list] = []
-        for s in self.node.archive.iter_states(txn, after):
-            if self._state(txn, s.id, log_only=True) is None:
-                continue
-            if len(heads) == msg.HEADS_PER_RESPONSE:
-                return msg.encode("heads", cols=heads, more=True)
-            heads.append([s.id, s.length, s.head, status.is_complete(self.node, txn, s)])
-        return msg.encode("heads", cols=heads)
-
-    def answer(self, request: dict) -> list[bytes]:
-        """The response frames to one request (already decoded and checked)."""
-        t = request["t"]
-        with self.node.store.read() as txn:
-            if t == "heads?":
-                return [self._heads(txn, request.get("after"))]
-            if t == "have":
-                served = [h for h in request["cols"] if self._state(txn, h[0]) is not None]
-        if t == "have":
-            with self.node.store.write() as wtxn:
-                for col, length, head, complete in served:
-                    status.record(self.node, wtxn, col, self.peer_key, length, head, complete)
-            return [msg.encode("ok")]
-        with self.node.store.read() as txn:
-            if t == "log?":
-                col, start = request["col"], request["from"]
-                entries: list[bytes] = []
-                size = 0
-                if self._state(txn, col, log_only=True) is not None:
-                    for _, raw in self.node.archive.raw_entries(txn, col, start):
-                        if (
-                            len(entries) >= request["limit"]
-                            or size + len(raw) > msg.MAX_ENTRIES_RESPONSE - 4096
-                        ):
-                            break
-                        entries.append(bytes(raw))
-                        size += len(raw)
-                return [msg.encode("entries", col=col, entries=entries, **{"from": start})]
-            if t == "records?":
-                # Answer a prefix that fits the response cap; the puller asks again for the rest.
-                records: list[bytes | None] = []
-                size = 0
-                states: dict[bytes, CollectionState | None] = {}
-                for i in request["ids"]:
-                    raw = self._record(txn, i, states)
-                    size += len(raw or b"") + 8
-                    if records and size > msg.MAX_RECORDS_RESPONSE - 4096:
-                        break
-                    records.append(raw)
-                return [msg.encode("records", records=records)]
-            if t == "block?":
-                data = self._block(txn, request["item"], request["id"], {})
-                return [msg.encode_block(request["id"], data)]
-            if t == "blocks?":
-                # Small blocks together: a prefix that fits the cap (the puller asks again).
-                found: list[bytes | None] = []
-                size = 0
-                states: dict[bytes, CollectionState | None] = {}
-                for item_id, block_id in request["want"]:
-                    data = self._block(txn, item_id, block_id, states)
-                    size += len(data or b"") + 8
-                    if found and size > msg.MAX_BLOCKS_RESPONSE - 4096:
-                        break
-                    found.append(data)
-                return [msg.encode_blocks(found)]
-        raise FormatError(f"unknown request {t!r}")
-
-    def _record(
-        self, txn: lmdb.Transaction, item_id: bytes, states: dict[bytes, CollectionState | None]
-    ) -> bytes | None:
-        """The item's record if the peer may have it. `states`: as for `_block`."""
-        where = txn.get(item_id, db=self.node.store.db["items"])
-        if where is None:
-            return None
-        col = bytes(where[:-8])
-        if col not in states:
-            states[col] = self._state(txn, col)
-        if states[col] is None:
-            return None
-        raw = txn.get(item_id, db=self.node.store.db["records"])
-        return bytes(raw) if raw is not None else None
-
-    def _block(
-        self,
-        txn: lmdb.Transaction,
-        item_id: bytes,
-        block_id: bytes,
-        states: dict[bytes, CollectionState | None],
-    ) -> bytes | None:
-        """The block if the peer may have it. `states` caches `_state` answers within one read
-        transaction (one request): they cannot change inside it."""
-        # Re-checked on every request: a grant revoked or an item redacted mid-session stops it.
-        where = txn.get(item_id, db=self.node.store.db["items"])
-        if where is None:
-            return None
-        col = bytes(where[:-8])
-        if txn.get(col + item_id, db=self.node.store.db["redacted"]) is not None:
-            return None
-        if col not in states:
-            states[col] = self._state(txn, col)
-        if states[col] is None:
-            return None
-        cached = self._allowed_items.get(item_id)
-        if cached is None or (block_id not in cached[0] and cached[1]):
-            # New, or a miss while manifests were missing: one may have arrived since (this
-            # server is itself still pulling the item). Only the missing ones are read again.
-            raw = txn.get(item_id, db=self.node.store.db["records"])
-            if raw is None or ids.sha256_id(raw) != item_id:
-                return None  # damaged here: the peer will get it from another holder
-            record = item_mod.stored_record(bytes(raw), item_id)  # validated when stored
-            inline = record.inline_blocks()
-            if cached is None and inline is not None and len(inline) == 1:
-                # One block (a document, a photo): nothing worth caching.
-                return self._read_block(txn, block_id) if block_id == inline[0] else None
-            if cached is None:
-                allowed = set(record.inline_blocks() or []) | set(record.manifest_ids())
-                missing = record.manifest_ids()
-            else:
-                allowed, missing = cached
-                self._allowed_ids -= len(allowed)
-            still = []
-            for m in missing:
-                data = self.node.blobs.get(txn, m)
-                if data is not None and ids.sha256_id(data) == m:
-                    allowed.update(item_mod.decode_manifest(bytes(data), _manifest_len(record, m)))
-                else:
-                    still.append(m)
-            if self._allowed_ids + len(allowed) > ALLOWED_IDS_CACHED:
-                self._allowed_items.clear()  # rebuilt as needed: a cache, never a limit
-                self._allowed_ids = 0
-            cached = self._allowed_items[item_id] = (allowed, still)
-            self._allowed_ids += len(allowed)
-        if block_id not in cached[0]:
-            return None
-        return self._read_block(txn, block_id)
-
-    def _read_block(self, txn: lmdb.Transaction, block_id: bytes) -> bytes | None:
-        """A block held here, if it is whole: a holder never sends its own damaged blocks."""
-        data = self.node.blobs.get(txn, block_id)
-        if data is None:
-            return None
-        self._served += len(data)
-        if self._served >= RELEASE_EVERY:
-            self._served = 0
-            self.node.store.trim_map()  # constant memory however much is served
-        if ids.sha256_id(data) != block_id:
-            return None  # damaged here: the peer will get it from another holder
-        return bytes(data)
-
-
-# Ed25519 checks of received log entries run on this many threads: libsodium releases the GIL,
-# and a log of 10,000 entries took ~0.75 s to check on one (two cores here).
-VERIFY_THREADS = 2
-VERIFY_PARALLEL_FROM = 64  # entries: fewer are checked on the calling thread
-_verifiers: ThreadPoolExecutor | None = None
-_verifiers_lock = threading.Lock()
-
-
-def _verifier_pool() -> ThreadPoolExecutor:
-    global _verifiers
-    with _verifiers_lock:
-        if _verifiers is None:
-            _verifiers = ThreadPoolExecutor(VERIFY_THREADS, thread_name_prefix="amanah-verify")
-        return _verifiers
-
-
-def _check_all(entries: list[Entry], owner: bytes) -> None:
-    for entry in entries:
-        log.verify_entry(entry, owner)
-
-
-def _parse_and_check(
-    raws: list[bytes], first: int, owner: bytes
-) -> tuple[list[Entry], FormatError | None]:
-    """Parse received entries (`first`: the position of the first) and check each one's
-    signature against `owner`. A malformed entry raises; the first bad signature is returned,
-    as it counts only if `owner` is the collection's (EntryChecks.wait)."""
-    entries: list[Entry] = []
-    bad: FormatError | None = None
-    for n, raw in enumerate(raws):
-        try:
-            entry = log.parse_entry(raw)
-        except FormatError as exc:
-            raise FormatError(f"invalid log entry at {first + n}: {exc}") from None
-        if bad is None:
-            try:
-                log.verify_entry(entry, owner)
-            except FormatError as exc:
-                bad = exc
-        entries.append(entry)
-    return entries, bad
-
-
-class EntryChecks:
-    """Received log entries parsed and their signatures checked against one owner key, batch
-    by batch as they arrive, on VERIFY_THREADS threads (libsodium releases the GIL; parsing
-    there too leaves the event loop free to receive the next batches), then collected all at
-    once before storing.
-
-    Only the signatures and each entry's own form: the chain and the rules are checked when the
-    entries are applied.
-    """
-
-    def __init__(self, owner: bytes) -> None:
-        self.owner = owner
-        self._running: list[Future[tuple[list[Entry], FormatError | None]]] = []
-        self._result: tuple[list[Entry], FormatError | None] | None = None
-
-    def start(self, raws: list[bytes], first: int) -> None:
-        """Parse and check `raws`, the entries at positions `first`, `first` + 1, ..."""
-        pool = _verifier_pool()
-        step = max(VERIFY_PARALLEL_FROM, -(-len(raws) // VERIFY_THREADS))
-        for i in range(0, len(raws), step):
-            chunk = raws[i : i + step]
-            self._running.append(pool.submit(_parse_and_check, chunk, first + i, self.owner))
-
-    def wait(self) -> tuple[list[Entry], FormatError | None]:
-        """Every entry started, in order, and the first bad signature among them (None if all
-        verify). Raises FormatError if an entry is malformed. Blocks: call it off the event
-        loop. Once done, answers again at once."""
-        if self._result is None:
-            entries: list[Entry] = []
-            bad: FormatError | None = None
-            failure: BaseException | None = None
-            for done in self._running:  # every job is waited for, the first failure kept
-                try:
-                    got, wrong = done.result()
-                except BaseException as exc:
-                    failure = failure or exc
-                    continue
-                entries.extend(got)
-                bad = bad or wrong
-            if failure is not None:
-                raise failure
-            self._result = (entries, bad)
-        return self._result
-
-
-def check_signatures(entries: list[Entry], owner: bytes) -> None:
-    """Check every entry's signature against the collection owner's key; a large batch on
-    VERIFY_THREADS threads. Raises SignatureError (a FormatError) if any is bad."""
-    if len(entries) < VERIFY_PARALLEL_FROM:
-        _check_all(entries, owner)
-        return
-    pool = _verifier_pool()
-    step = -(-len(entries) // VERIFY_THREADS)
-    jobs = [
-        pool.submit(_check_all, entries[i : i + step], owner) for i in range(0, len(entries), step)
-    ]
-    failure: BaseException | None = None
-    for job in jobs:
-        try:
-            job.result()
-        except BaseException as exc:
-            failure = failure or exc
-    if failure is not None:
-        raise failure
-
-
-def _manifest_len(record: item_mod.ItemRecord, manifest_id: bytes) -> int:
-    index = record.manifest_ids().index(manifest_id)
-    return min(item_mod.MANIFEST_FANOUT, record.block_count - index * item_mod.MANIFEST_FANOUT)
-
-
-async def serve(node: Node, stream: Stream, peer_key: bytes) -> None:
-    """Answer requests on `stream` until the peer closes it, or is silent for IDLE seconds.
-
-    Store work runs in a worker thread, so a slow answer never stops the network loop from
-    reading other streams (yamux resets a stream its receiver leaves unread for 5 s).
-    """
-    server = Server(node, peer_key)
-    while True:
-        with trio.move_on_after(IDLE) as idle:
-            frame = await stream.recv(msg.MAX_REQUEST)
-        if idle.cancelled_caught:
-            logger.info("peer %s idle for %d s: closing its sync stream", stream.peer_id, IDLE)
-            return
-        if not frame:
-            return
-        try:
-            request = msg.decode(frame, msg.MAX_REQUEST, msg.REQUESTS)
-        except FormatError as exc:
-            logger.warning("peer %s sent a bad request: %s", stream.peer_id, exc)
-            await stream.send(msg.encode("error", msg="bad request"))
-            return
-        if request["t"] in ("block?", "blocks?"):
-            # One short read and hash: cheaper here than a thread hand-off (measured).
-            responses = server.answer(request)
-        else:
-            responses = await trio.to_thread.run_sync(server.answer, request)
-        for response in responses:
-            await stream.send(response)
-
-
 # --- pulling ------------------------------------------------------------------------------------
 
 
 _reported_invalid: set[bytes] = set()  # items logged as invalid by this process (Puller._invalid)
+
+
+async def _pipeline(
+    capacity: int,
+    request: Callable[[trio.MemorySendChannel], Awaitable[None]],
+    store: Callable[[trio.MemoryReceiveChannel], Awaitable[None]],
+) -> None:
+    """Run `request` (the network side) beside `store`, joined by a channel of `capacity`.
+    If the network fails, `store` still stores what arrived (it drains the channel, then
+    ends) before the failure is raised, so the next session resumes after it."""
+    send, receive = trio.open_memory_channel(capacity)
+    failure: BaseException | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(store, receive)
+            async with send:
+                try:
+                    await request(send)
+                except (PeerViolation, OSError, trio.BrokenResourceError) as exc:
+                    failure = exc
+    except BaseExceptionGroup as group:
+        raise _first_leaf(group) from None
+    if failure is not None:
+        raise failure
 
 
 @dataclass
@@ -975,20 +652,11 @@ class Puller:
         """Fetch missing records, RECORDS_IN_FLIGHT requests on their way, while a worker
         thread stores those that came. Whatever arrived is stored even when the peer fails
         midway (resumption starts after it)."""
-        send, receive = trio.open_memory_channel(RECORDS_WAITING)
-        failure: BaseException | None = None
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._records_storer, col, receive, wants)
-                async with send:
-                    try:
-                        await self._request_records(wants, send)
-                    except (PeerViolation, OSError, trio.BrokenResourceError) as exc:
-                        failure = exc
-        except BaseExceptionGroup as group:
-            raise _first_leaf(group) from None
-        if failure is not None:
-            raise failure
+        await _pipeline(
+            RECORDS_WAITING,
+            functools.partial(self._request_records, wants),
+            functools.partial(self._records_storer, col, wants),
+        )
 
     async def _request_records(self, wants: _Wants, answers: trio.MemorySendChannel) -> None:
         queue, wants.records = wants.records, []
@@ -1008,7 +676,7 @@ class Puller:
             await answers.send(list(zip(batch, answered, strict=False)))
 
     async def _records_storer(
-        self, col: bytes, answers: trio.MemoryReceiveChannel, wants: _Wants
+        self, col: bytes, wants: _Wants, answers: trio.MemoryReceiveChannel
     ) -> None:
         """Store answers in a worker thread; all those waiting when it is free go into one
         transaction: fewer commits, each a disk sync (~4 ms here, for 256 records)."""
@@ -1097,7 +765,7 @@ class Puller:
         if data is None or ids.sha256_id(data) != m:
             return None
         try:
-            return item_mod.decode_manifest(bytes(data), _manifest_len(record, m))
+            return item_mod.decode_manifest(bytes(data), item_mod.manifest_len(record, m))
         except FormatError:
             return None
 
@@ -1136,26 +804,15 @@ class Puller:
         """Fetch blocks, many requests in flight (up to IN_FLIGHT, and about IN_FLIGHT_BYTES by
         the sizes records announce), while a worker thread verifies and stores the previous
         batch: network and disk overlap."""
-        send, receive = trio.open_memory_channel(1)  # at most one batch waiting for a hash
-        failure: BaseException | None = None
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._verifier, receive)
-                async with send:
-                    try:
-                        small = [w for w in wanted if len(w) > 2 and w[2] <= SMALL_BLOCK]
-                        large = [w for w in wanted if not (len(w) > 2 and w[2] <= SMALL_BLOCK)]
-                        if small:
-                            await self._request_small(small, send, wants)
-                        await self._request_all(large, send, wants)
-                    except (PeerViolation, OSError, trio.BrokenResourceError) as exc:
-                        # The network failed: still store every verified block that arrived, so
-                        # the next session resumes after it (the storer drains, then ends).
-                        failure = exc
-        except BaseExceptionGroup as group:
-            raise _first_leaf(group) from None
-        if failure is not None:
-            raise failure
+        small = [w for w in wanted if len(w) > 2 and w[2] <= SMALL_BLOCK]
+        large = [w for w in wanted if not (len(w) > 2 and w[2] <= SMALL_BLOCK)]
+
+        async def request(batches: trio.MemorySendChannel) -> None:
+            if small:
+                await self._request_small(small, batches, wants)
+            await self._request_all(large, batches, wants)
+
+        await _pipeline(1, request, self._verifier)  # at most one batch waiting for a hash
 
     async def _verifier(self, batches: trio.MemoryReceiveChannel) -> None:
         """Hash each batch in a worker thread, then hand it to the storer: a batch is hashed

@@ -74,6 +74,13 @@ class ItemRecord:
         return self.fields.get("manifest", [])
 
 
+def manifest_len(record: ItemRecord, manifest_id: bytes) -> int:
+    """How many block ids manifest `manifest_id` of `record` lists (6.3): MANIFEST_FANOUT, but
+    the last may list fewer."""
+    index = record.manifest_ids().index(manifest_id)
+    return min(MANIFEST_FANOUT, record.block_count - index * MANIFEST_FANOUT)
+
+
 def build_record(fields: dict) -> ItemRecord:
     """Encode a record the caller built from validated parts (parse_record checks foreign ones)."""
     raw = cbor.encode(fields)

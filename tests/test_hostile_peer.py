@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from amanah.node import collections, grants, ingest, peers, replicate
+from amanah.node import collections, grants, ingest, peers, replicate, sync_server
 from amanah.node.daemon import P2P
 from amanah.node.errors import StoreFull
 from amanah.node.home import Node, init_home
@@ -39,7 +39,7 @@ def ungranted_heads(request: dict, response: bytes) -> bytes:
     return response  # the server below announces and serves everything it holds, granted or not
 
 
-class HostileServer(replicate.Server):
+class HostileServer(sync_server.Server):
     def __init__(self, node: Node, peer_key: bytes, serve_everything: bool) -> None:
         super().__init__(node, peer_key)
         self.serve_everything = serve_everything

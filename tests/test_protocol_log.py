@@ -849,7 +849,7 @@ def test_genesis_of_any_owner_name_and_time_round_trips(owner, name, at):
 
 @pytest.mark.parametrize("count", [10, 200])  # checked on the calling thread, and in parallel
 def test_replica_checks_batches_of_signatures_and_finds_any_forged_one(count):
-    from amanah.node.replicate import VERIFY_PARALLEL_FROM, check_signatures
+    from amanah.node.entry_checks import VERIFY_PARALLEL_FROM, check_signatures
 
     assert (count >= VERIFY_PARALLEL_FROM) == (count == 200)
     chain = Log("public")

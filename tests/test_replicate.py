@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from amanah.node import collections, grants, ingest, items, peers, replicate
+from amanah.node import collections, grants, ingest, items, peers, replicate, sync_server
 from amanah.node.home import Node, init_home
 from amanah.node.verify import verify_all
 from amanah.protocol import ids, log
@@ -63,7 +63,7 @@ async def pull(puller: Node, server: Node) -> replicate.PullResult:
     to_server, to_puller = pair(server.peer_id, puller.peer_id)
     # to_server: used by the puller (its peer is the server); to_puller: used by the server
     async with trio.open_nursery() as n:
-        n.start_soon(replicate.serve, server, to_puller, puller.public_key)
+        n.start_soon(sync_server.serve, server, to_puller, puller.public_key)
         try:
             result = await replicate.Puller(puller, to_server).run()
         finally:
@@ -174,7 +174,7 @@ class Liar:
         self.node, self.tamper = node, tamper
 
     async def serve(self, stream: MemStream, peer_key: bytes) -> None:
-        server = replicate.Server(self.node, peer_key)
+        server = sync_server.Server(self.node, peer_key)
         while True:
             frame = await stream.recv(msg.MAX_REQUEST)
             if not frame:
@@ -409,16 +409,16 @@ def test_the_servers_cache_of_item_block_lists_is_bounded_by_ids(two, tmp_path, 
     for i in range(3):
         add_file(a, col, tmp_path, 3_000_000, f"f{i}.bin")  # 3 blocks each
     grants.share(a, col, b.peer_id)
-    monkeypatch.setattr(replicate, "ALLOWED_IDS_CACHED", 4)
+    monkeypatch.setattr(sync_server, "ALLOWED_IDS_CACHED", 4)
     seen: list[int] = []
 
-    class Watched(replicate.Server):
+    class Watched(sync_server.Server):
         def _block(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
             data = super()._block(*args, **kwargs)
             seen.append(self._allowed_ids)
             return data
 
-    monkeypatch.setattr(replicate, "Server", Watched)
+    monkeypatch.setattr(sync_server, "Server", Watched)
     result = trio.run(pull, b, a)
     assert result.blocks == 9 and verify_all(b).ok
     assert seen and max(seen) <= 4  # cleared and rebuilt, never over the bound
@@ -475,7 +475,7 @@ def test_a_long_log_that_never_grants_us_is_refused_after_the_survey(two, tmp_pa
     col = collections.create(a, "long", "closed")
     _many_items(a, col, tmp_path, 25)
     monkeypatch.setattr(replicate, "MAX_LOG_ROUND", 10)
-    monkeypatch.setattr(replicate, "may_serve", lambda *args: True)  # a server that overshares
+    monkeypatch.setattr(sync_server, "may_serve", lambda *args: True)  # a server that overshares
     with pytest.raises(replicate.PeerViolation, match="never granted"):
         run_unwrapped(pull, b, a)
     with b.store.read() as txn:
@@ -489,7 +489,7 @@ def test_a_long_log_that_revoked_us_before_we_ever_held_it_is_refused(two, tmp_p
     grants.share(a, col, b.peer_id)
     grants.unshare(a, col, b.peer_id)
     monkeypatch.setattr(replicate, "MAX_LOG_ROUND", 10)
-    monkeypatch.setattr(replicate, "may_serve", lambda *args: True)  # a server that overshares
+    monkeypatch.setattr(sync_server, "may_serve", lambda *args: True)  # a server that overshares
     with pytest.raises(replicate.PeerViolation, match="never granted"):
         run_unwrapped(pull, b, a)
     with b.store.read() as txn:

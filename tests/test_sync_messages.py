@@ -60,27 +60,41 @@ def test_non_canonical_lengths_take_the_generic_path_and_are_refused(n):
 )
 @settings(max_examples=400, deadline=None)
 def test_whatever_the_fast_decoder_accepts_the_generic_one_accepts_the_same(data, cut, flip, extra):
-    frame = bytearray(msg.encode_block(ids.sha256_id(b"w"), data))
-    if flip < len(frame):
-        frame[flip] ^= 0x01
-    frame = bytes(frame[: max(1, cut)] if cut < len(frame) else frame) + extra
-    fast = msg._decode_block(frame)
+    frame = msg.encode_block(ids.sha256_id(b"w"), data)
+    assert_fast_path_changes_nothing(
+        "block", damaged(frame, cut, flip, extra), msg.MAX_BLOCK_RESPONSE
+    )
+
+
+def damaged(frame: bytes, cut: int, flip: int, extra: bytes) -> bytes:
+    """`frame` with one bit flipped at `flip`, cut at `cut` and `extra` appended (each when in
+    range): mostly malformed frames, some still well-formed."""
+    data = bytearray(frame)
+    if flip < len(data):
+        data[flip] ^= 0x01
+    return bytes(data[: max(1, cut)] if cut < len(data) else data) + extra
+
+
+def assert_fast_path_changes_nothing(t: str, frame: bytes, cap: int) -> None:
+    """Whatever the fast decoder of `t` accepts, the generic one accepts with the same result,
+    and `decode` answers as the generic decoder does, accepted or refused."""
+    fast = msg._FAST[t](frame)
     if fast is not None:
         try:
-            msg._block(fast)  # the field checks decode applies to what the fast path reads
+            msg._CHECKS[t](fast)  # the field checks decode applies to what the fast path reads
         except FormatError:
             fast = None
     try:
-        full = generic(frame)
+        full = msg._decode_generic(frame, cap, (t,))
     except FormatError:
         full = None
     if fast is not None:
         assert full == fast
     try:
-        got = msg.decode(frame, msg.MAX_BLOCK_RESPONSE, ("block",))
+        got = msg.decode(frame, cap, (t,))
     except FormatError:
         got = None
-    assert got == full  # the fast path changes no answer, accepted or refused
+    assert got == full
 
 
 def test_an_error_answer_is_checked_then_raised_with_its_text():
@@ -157,24 +171,5 @@ def test_a_non_canonical_count_an_indefinite_list_or_trailing_bytes_are_refused(
 def test_whatever_the_blocks_fast_decoder_accepts_the_generic_one_accepts_the_same(
     blocks, cut, flip, extra
 ):
-    frame = bytearray(msg.encode_blocks(blocks))
-    if flip < len(frame):
-        frame[flip] ^= 0x01
-    frame = bytes(frame[: max(1, cut)] if cut < len(frame) else frame) + extra
-    fast = msg._decode_blocks(frame)
-    if fast is not None:
-        try:
-            msg._blocks(fast)  # the field checks decode applies to what the fast path reads
-        except FormatError:
-            fast = None
-    try:
-        full = generic_blocks(frame)
-    except FormatError:
-        full = None
-    if fast is not None:
-        assert full == fast
-    try:
-        got = msg.decode(frame, BLOCKS_CAP, ("blocks",))
-    except FormatError:
-        got = None
-    assert got == full  # the fast path changes no answer, accepted or refused
+    frame = damaged(msg.encode_blocks(blocks), cut, flip, extra)
+    assert_fast_path_changes_nothing("blocks", frame, BLOCKS_CAP)

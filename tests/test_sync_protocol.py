@@ -1,6 +1,6 @@
 """The rules of `/amanah/sync/1` (SPEC.md section 11), on real node homes over in-memory streams.
 
-Every session here is the real code on both sides (`replicate.serve` and `replicate.Puller`) over
+Every session here is the real code on both sides (`sync_server.serve` and `replicate.Puller`) over
 `memory_pair()`, the framed in-memory stream with the same size caps as the libp2p one. Covered:
 forks (11.7), what a server may serve to whom (11.5), malformed requests (11.4), resuming a cut
 transfer (11.8), and, as strict xfails, divergences that SPEC.md Appendix C lists.
@@ -19,7 +19,7 @@ import cbor2
 import lmdb
 import pytest
 import trio
-from amanah.node import collections, grants, ingest, peers, replicate
+from amanah.node import collections, grants, ingest, peers, replicate, sync_server
 from amanah.node import identity as identity_mod
 from amanah.node import items as items_mod
 from amanah.node import store as store_mod
@@ -139,7 +139,7 @@ Serve = Callable[[Node, FramedStream, bytes], Awaitable[None]]
 
 
 async def _pull(
-    puller: Node, server: Node, serve: Serve = replicate.serve, only: list[bytes] | None = None
+    puller: Node, server: Node, serve: Serve = sync_server.serve, only: list[bytes] | None = None
 ) -> tuple[replicate.Puller, Counting, BaseException | None]:
     mine, theirs = memory_pair((puller.peer_id, server.peer_id))
     counting = Counting(mine)
@@ -164,7 +164,7 @@ async def _pull(
 
 
 def pull(
-    puller: Node, server: Node, serve: Serve = replicate.serve, only: list[bytes] | None = None
+    puller: Node, server: Node, serve: Serve = sync_server.serve, only: list[bytes] | None = None
 ) -> tuple[replicate.Puller, Counting, BaseException | None]:
     """One sync session: the puller's session object (`.result`), its requests, what it raised."""
     return run(_pull, puller, server, serve, only)
@@ -180,7 +180,7 @@ async def _ask(server: Node, client_key: bytes, requests: tuple[bytes, ...]) -> 
     mine, theirs = memory_pair((ids.peer_id_from_public_key(client_key), server.peer_id))
     replies = []
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(replicate.serve, server, theirs, client_key)
+        nursery.start_soon(sync_server.serve, server, theirs, client_key)
         for request in requests:
             await mine.send(request)
             replies.append(cbor.decode(await mine.recv(msg.MAX_RESPONSE), msg.MAX_RESPONSE))
@@ -294,7 +294,7 @@ def test_a_false_fork_claim_is_a_violation_and_keeps_nothing(nodes, tmp_path, an
     length = state_of(b, col).length
 
     async def lying(server: Node, stream: FramedStream, peer: bytes) -> None:
-        honest = replicate.Server(server, peer)
+        honest = sync_server.Server(server, peer)
         while frame := await stream.recv(msg.MAX_REQUEST):
             request = msg.decode(frame, msg.MAX_REQUEST, msg.REQUESTS)
             if request["t"] == "heads?":
@@ -480,7 +480,7 @@ def test_malformed_request_ends_its_session_only(owner_and_holder, frame):
         async def bad_session() -> None:
             # as the host runs a handler: close the stream when it returns, reset it if it raised
             try:
-                await replicate.serve(a, theirs, b.public_key)
+                await sync_server.serve(a, theirs, b.public_key)
                 ended.append("returned")
                 await theirs.close()
             except NetError as exc:  # a framing violation: the stream was reset
@@ -536,7 +536,7 @@ def _cut_after(answered: int, asked: int) -> Serve:
     block requests in all (so the puller is not still sending), then hangs up."""
 
     async def serve(node: Node, stream: FramedStream, peer_key: bytes) -> None:
-        server = replicate.Server(node, peer_key)
+        server = sync_server.Server(node, peer_key)
         async for request, blocks in _requests(stream):
             if blocks <= answered:
                 for response in server.answer(request):
@@ -569,7 +569,7 @@ def test_a_corrupt_block_is_refused_and_the_good_ones_before_it_kept(nodes, tmp_
     a, b, order = _nine_blocks_shared(nodes, tmp_path)
 
     async def corrupt_fourth(node: Node, stream: FramedStream, peer_key: bytes) -> None:
-        server = replicate.Server(node, peer_key)
+        server = sync_server.Server(node, peer_key)
         async for request, blocks in _requests(stream):
             for response in server.answer(request):
                 if request["t"] == "block?" and blocks == 4:
@@ -874,7 +874,7 @@ def test_a_server_paging_heads_wrongly_is_a_violation(nodes, tmp_path, page):
         grants.share(a, collections.resolve(a, ids.to_text("col", col)), b.peer_id)
 
     async def lying(server: Node, stream: FramedStream, peer: bytes) -> None:
-        honest = replicate.Server(server, peer)
+        honest = sync_server.Server(server, peer)
         while frame := await stream.recv(msg.MAX_REQUEST):
             request = msg.decode(frame, msg.MAX_REQUEST, msg.REQUESTS)
             if request["t"] != "heads?":
@@ -963,7 +963,7 @@ def test_a_block_listed_in_a_manifest_that_arrives_mid_session_is_then_served(
     key = last + b"\0\0"  # the LMDB blob backend's key of a block's first fragment
     with s.store.write() as txn:  # s has not received that manifest yet
         saved = txn.pop(key, db=s.store.db["blocks"])
-    server = replicate.Server(s, b.public_key)
+    server = sync_server.Server(s, b.public_key)
 
     def block(block_id: bytes) -> bytes | None:
         (frame,) = server.answer({"t": "block?", "item": item, "id": block_id})
