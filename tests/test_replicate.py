@@ -269,6 +269,42 @@ def test_hostile_data_is_refused_and_nothing_is_stored(two, tmp_path, tamper, pr
         assert b.archive.state(txn, col.state.id).length == 4
 
 
+@pytest.mark.parametrize("lacking", ["blocks?", "block?", "records?"])
+def test_a_pull_that_misses_anything_does_not_mark_the_collection_complete(
+    two, tmp_path, monkeypatch, lacking
+):
+    """The pull marks a collection complete from its own account of what it wanted and got:
+    anything the peer did not have (a null answer) must keep the mark where it was."""
+    a, b = two
+    col = collections.create(a, "pub", "public")
+    add_file(a, col, tmp_path, 1_000, "small.bin")  # one small block: blocks?
+    add_file(a, col, tmp_path, 200_000, "larger.bin")  # one block over SMALL_BLOCK: block?
+    grants.share(a, col, b.peer_id)
+    dropped: list[str] = []
+
+    def lacks_one(request: dict, response: bytes) -> bytes:
+        if request["t"] != lacking or dropped:
+            return response
+        dropped.append(request["t"])
+        if lacking == "block?":
+            return msg.encode_block(request["id"], None)
+        key = "records" if lacking == "records?" else "blocks"
+        answer = msg.decode(response, msg.MAX_RESPONSE, (key,))[key]
+        return msg.encode(key, **{key: [None, *answer[1:]]})
+
+    liar_pull(b, a, lacks_one)
+    assert dropped == [lacking]
+    with b.store.read() as txn:
+        state = b.archive.state(txn, col.state.id)
+        assert state.length == 4
+        assert b.archive.complete_at(txn, col.state.id) != 4
+    assert not verify_all(b).ok or lacking == "records?"  # a block missing is reported
+    trio.run(pull, b, a)  # the next pull gets the rest and only then marks it
+    assert verify_all(b).ok
+    with b.store.read() as txn:
+        assert b.archive.complete_at(txn, col.state.id) == 4
+
+
 def test_a_record_that_does_not_match_its_id_is_refused_with_those_after_it(two, tmp_path):
     a, b = two
     col = collections.create(a, "pub", "public")
