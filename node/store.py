@@ -69,6 +69,7 @@ if sys.platform.startswith("linux"):
 TRIM_ABOVE = 16 << 20
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _statm: tuple[int, int] | None = None  # (pid, fd) of /proc/self/statm, reopened after a fork
+_statm_lock = threading.Lock()
 
 
 def _resident_file_bytes() -> int | None:
@@ -76,9 +77,11 @@ def _resident_file_bytes() -> int | None:
     the file kept open); None where there is none."""
     global _statm
     try:
-        if _statm is None or _statm[0] != os.getpid():
-            _statm = (os.getpid(), os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC))
-        return int(os.pread(_statm[1], 256, 0).split()[2]) * _PAGE
+        with _statm_lock:
+            if _statm is None or _statm[0] != os.getpid():
+                _statm = (os.getpid(), os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC))
+            fd = _statm[1]
+        return int(os.pread(fd, 256, 0).split()[2]) * _PAGE
     except (OSError, ValueError, IndexError):
         return None
 
