@@ -5,7 +5,10 @@ one it is behind on, it asks for the missing log range, verifies every entry (si
 grant and key rules) and stores the range in one transaction only if the result still grants it
 the collection (or it is the owner). Then it fetches the item records it lacks, then the blocks,
 many requests in flight, each block checked against its id before it is stored. Blocks are
-committed as they arrive, so a transfer cut short resumes where it stopped.
+committed as they arrive, so a transfer cut short resumes where it stopped. One scan of the log
+after the collection's complete marker finds what is missing (`_Wants`); each record and
+manifest that arrives adds what it names; a pull that missed nothing marks the collection
+complete without scanning again.
 
 Everything received is hostile until verified; any violation ends the session with an error
 logged under the peer's id, and nothing of the offending message is kept. The server's side is
