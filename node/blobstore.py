@@ -104,10 +104,10 @@ class LmdbBlobStore(BlobStore):
         if first is None or len(first) < MAX_VALUE:
             return first  # absent, or one fragment: no cursor walk (most small blocks)
         cursor = txn.cursor(self._db)
-        if not cursor.set_range(block_id):
-            return None
-        parts = []
-        expected = 0
+        if not cursor.set_range(block_id + b"\0\1"):
+            return first
+        parts = [first]
+        expected = 1
         for key, value in cursor:
             if key[:-2] != block_id:
                 break
@@ -115,8 +115,6 @@ class LmdbBlobStore(BlobStore):
                 break  # a missing fragment: return what is there; the hash check will fail
             parts.append(value)
             expected += 1
-        if not parts:
-            return None
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def has(self, txn: lmdb.Transaction, block_id: bytes) -> bool:

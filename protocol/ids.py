@@ -50,13 +50,13 @@ class ContentId:
         return to_text(kind, self.raw)
 
 
+_PREFIX = bytes((SHA256_CODE, DIGEST_LEN))  # every id begins so
+
+
 def multihash(digest: bytes) -> bytes:
     if len(digest) != DIGEST_LEN:
         raise FormatError("a SHA-256 digest is 32 bytes")
-    return bytes((SHA256_CODE, DIGEST_LEN)) + digest
-
-
-_PREFIX = bytes((SHA256_CODE, DIGEST_LEN))
+    return _PREFIX + digest
 
 
 def sha256_id(data: bytes | memoryview) -> bytes:

@@ -43,17 +43,22 @@ _BLOCK_DATA_KEY = cbor.encode("data")
 _ID_LEN = 34  # every id this protocol knows (2.1); other lengths take the generic path
 
 
+def _head(major: int, n: int) -> bytes:
+    """The canonical CBOR head of major type `major` with argument `n` (shortest form)."""
+    if n < 24:
+        return bytes((major << 5 | n,))
+    if n < 1 << 8:
+        return bytes((major << 5 | 24, n))
+    if n < 1 << 16:
+        return bytes((major << 5 | 25,)) + n.to_bytes(2, "big")
+    if n < 1 << 32:
+        return bytes((major << 5 | 26,)) + n.to_bytes(4, "big")
+    return bytes((major << 5 | 27,)) + n.to_bytes(8, "big")
+
+
 def _bstr_head(n: int) -> bytes:
     """The canonical CBOR head of a byte string of `n` bytes (major type 2, shortest length)."""
-    if n < 24:
-        return bytes((0x40 | n,))
-    if n < 1 << 8:
-        return bytes((0x58, n))
-    if n < 1 << 16:
-        return b"\x59" + n.to_bytes(2, "big")
-    if n < 1 << 32:
-        return b"\x5a" + n.to_bytes(4, "big")
-    return b"\x5b" + n.to_bytes(8, "big")
+    return _head(2, n)
 
 
 _BLOCK_PREFIX = b"\xa3" + _BLOCK_HEAD + _bstr_head(_ID_LEN)
@@ -104,19 +109,6 @@ def _decode_block(frame: bytes) -> dict | None:
 # (~1 ms per answer), this layout a quarter of that. (Answers listing small items, `entries`
 # and `records`, measured faster through the generic path.) Keys sort "t", "blocks".
 _BLOCKS_PREFIX = b"\xa2" + cbor.encode("t") + cbor.encode("blocks") + cbor.encode("blocks")
-
-
-def _head(major: int, n: int) -> bytes:
-    """The canonical CBOR head of major type `major` with argument `n` (shortest form)."""
-    if n < 24:
-        return bytes((major << 5 | n,))
-    if n < 1 << 8:
-        return bytes((major << 5 | 24, n))
-    if n < 1 << 16:
-        return bytes((major << 5 | 25,)) + n.to_bytes(2, "big")
-    if n < 1 << 32:
-        return bytes((major << 5 | 26,)) + n.to_bytes(4, "big")
-    return bytes((major << 5 | 27,)) + n.to_bytes(8, "big")
 
 
 def encode_blocks(blocks: list[bytes | None]) -> bytes:
