@@ -71,9 +71,10 @@ def describe(node: Node, info: CollectionInfo) -> dict:
     items = redacted = 0
     with node.store.read() as txn:
         for _, raw in node.archive.raw_entries(txn, s.id):
-            t = log.parse_entry(bytes(raw)).type
-            items += t == "item"
-            redacted += t == "redact"
+            entry = log.parse_entry(bytes(raw))
+            if entry.type == "item":
+                items += len(log.named_items(entry.body))
+            redacted += entry.type == "redact"
     return {
         **summary(info),
         "owner": ids.peer_id_from_public_key(s.owner),

@@ -4,7 +4,8 @@ For each file: read 1 MiB at a time; hash the original (SHA-256, the investigato
 encrypt (non-public tiers); store the block under the hash of what is stored; then write the
 item record, the signed "item" log entry and the indexes in the same transaction as the blocks.
 
-Small items share a transaction (up to BATCH_ITEMS items or BATCH_BYTES): one commit per batch.
+Small items share a transaction (up to BATCH_ITEMS items or BATCH_BYTES): one commit per batch,
+and one signed "item" entry per log.MAX_ITEMS items of it (SPEC 4.5).
 A file bigger than BATCH_BYTES cannot keep all its blocks in one transaction without holding
 them all in memory (LMDB keeps a transaction's dirty pages in RAM), so its blocks are committed
 every BATCH_BYTES under a `pending` record. The item only appears when its entry commits; the
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import lmdb
-from amanah.protocol import cbor, crypto, ids
+from amanah.protocol import cbor, crypto, ids, log
 from amanah.protocol import item as item_mod
 from amanah.protocol import metadata as metadata_mod
 from amanah.protocol.errors import FormatError
@@ -497,6 +498,7 @@ class _Writer:
         self.batch_items = 0
         self.checkpoints = 0
         self.since_release = 0
+        self.unsigned: list[bytes] = []  # items stored in this transaction, not yet in an entry
 
     def run(self, sources: list[Source], preparer: _Preparer) -> list[Added]:
         added: list[Added] = []
@@ -573,7 +575,26 @@ class _Writer:
         self.batch_bytes = 0
         self.batch_items = 0
 
+    def _sign(self) -> None:
+        """Append one "item" entry naming the items stored since the last, and index them."""
+        if not self.unsigned:
+            return
+        entry = self.node.archive.append(
+            self.txn,
+            self.state,
+            self.node.identity,
+            "item",
+            now_ms(),
+            save_state=False,
+            **log.item_fields(self.unsigned),
+        )
+        where = self.collection + entry.seq.to_bytes(8, "big")
+        for item_id in self.unsigned:
+            self.txn.put(item_id, where, db=self.db["items"])
+        self.unsigned = []
+
     def _commit(self) -> None:
+        self._sign()  # every item committed is named by a signed entry in the same transaction
         self.node.archive.save_state(self.txn, self.state)
         self.node.archive.advance_complete(
             self.txn, self.collection, self.begin_length, self.state.length
@@ -586,6 +607,7 @@ class _Writer:
             self.since_release = 0
 
     def _abort(self) -> None:
+        self.unsigned = []
         if self.txn is not None:
             ctx, self.txn = self._txn_ctx, None
             try:
@@ -624,10 +646,9 @@ class _Writer:
             record = build_item_record(self.collection, p, block_ids, manifest)
         txn.put(record.id, record.raw, db=db["records"])
         add_refs(txn, db["refs"], refs)
-        entry = node.archive.append(
-            txn, self.state, node.identity, "item", now_ms(), save_state=False, item=record.id
-        )
-        txn.put(record.id, self.collection + entry.seq.to_bytes(8, "big"), db=db["items"])
+        self.unsigned.append(record.id)
+        if len(self.unsigned) >= log.MAX_ITEMS:
+            self._sign()
         for i in range(self.checkpoints):
             txn.delete(self.token + i.to_bytes(4, "big"), db=db["pending"])
         self.checkpoints = 0

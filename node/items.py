@@ -177,12 +177,14 @@ def list_items(
             body = log.parse_entry(bytes(raw)).body
             if body["type"] != "item":
                 continue
-            if not include_redacted and redaction(node, txn, state.id, body["item"]) is not None:
-                continue
-            if skip:
-                skip -= 1
-                continue
-            yield item_row(node, txn, state, body["item"], seq)
+            named = log.named_items(body)
+            for item_id in reversed(named) if newest_first else named:
+                if not include_redacted and redaction(node, txn, state.id, item_id) is not None:
+                    continue
+                if skip:
+                    skip -= 1
+                    continue
+                yield item_row(node, txn, state, item_id, seq)
 
 
 def item_row(

@@ -577,18 +577,19 @@ class Puller:
         # that named it) and `foreign` (C + item) for the other logs. A redaction in C only
         # ever hides or deletes the item if C is its home.
         if entry.type == "item":
-            if _named_in(txn, db, col, b["item"]):
-                raise FormatError("the same item is added twice")
             seq = entry.seq.to_bytes(8, "big")
-            if txn.get(b["item"], db=db["items"]) is None:
-                txn.put(b["item"], col + seq, db=db["items"])
-            else:
-                txn.put(col + b["item"], seq, db=db["foreign"])
-                logger.warning(
-                    "%s lists item %s, which another collection's log named first",
-                    ids.to_text("col", col),
-                    ids.to_text("itm", b["item"]),
-                )
+            for item_id in log.named_items(b):  # distinct within the entry (checked parsing it)
+                if _named_in(txn, db, col, item_id):
+                    raise FormatError("the same item is added twice")
+                if txn.get(item_id, db=db["items"]) is None:
+                    txn.put(item_id, col + seq, db=db["items"])
+                else:
+                    txn.put(col + item_id, seq, db=db["foreign"])
+                    logger.warning(
+                        "%s lists item %s, which another collection's log named first",
+                        ids.to_text("col", col),
+                        ids.to_text("itm", item_id),
+                    )
         elif entry.type == "redact":
             if not _named_in(txn, db, col, b["item"]):
                 raise FormatError("redaction of an item not in this collection")
@@ -616,14 +617,14 @@ class Puller:
                 body = log.stored_body(bytes(raw))
                 if body["type"] != "item":
                     continue
-                i = body["item"]
-                if txn.get(col + i, db=db["redacted"]) is not None:
-                    continue  # not wanted, as for status.is_complete
-                rec = txn.get(i, db=db["records"])
-                if rec is None:
-                    wants.records.append((i, seq))
-                else:
-                    self._list_blocks(txn, item_mod.stored_record(bytes(rec), i), wants)
+                for i in log.named_items(body):
+                    if txn.get(col + i, db=db["redacted"]) is not None:
+                        continue  # not wanted, as for status.is_complete
+                    rec = txn.get(i, db=db["records"])
+                    if rec is None:
+                        wants.records.append((i, seq))
+                    else:
+                        self._list_blocks(txn, item_mod.stored_record(bytes(rec), i), wants)
         return wants
 
     def _list_blocks(

@@ -57,17 +57,20 @@ def is_complete(node: Node, txn: lmdb.Transaction, state: CollectionState) -> bo
     start = marker if marker is not None and marker < state.length else 1
     for _, raw in node.archive.raw_entries(txn, state.id, start):
         body = log.stored_body(bytes(raw))
-        if body["type"] != "item" or redaction(node, txn, state.id, body["item"]) is not None:
+        if body["type"] != "item":
             continue
-        rec = txn.get(body["item"], db=db["records"])
-        if rec is None:
-            return False
-        record_ = item_mod.stored_record(bytes(rec), body["item"])  # checked when stored
-        blocks = known_blocks(node, txn, record_)
-        if len(blocks) < record_.block_count + len(record_.manifest_ids()):
-            return False  # a manifest is still missing
-        if any(not node.blobs.has(txn, b) for b in blocks):
-            return False
+        for item_id in log.named_items(body):
+            if redaction(node, txn, state.id, item_id) is not None:
+                continue
+            rec = txn.get(item_id, db=db["records"])
+            if rec is None:
+                return False
+            record_ = item_mod.stored_record(bytes(rec), item_id)  # checked when stored
+            blocks = known_blocks(node, txn, record_)
+            if len(blocks) < record_.block_count + len(record_.manifest_ids()):
+                return False  # a manifest is still missing
+            if any(not node.blobs.has(txn, b) for b in blocks):
+                return False
     return True
 
 

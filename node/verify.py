@@ -104,7 +104,7 @@ def verify_collection(node: Node, state: CollectionState, report: Report) -> Rep
                     break
                 continue
             if entry.type == "item":
-                items.append((entry.body["item"], seq))
+                items.extend((item_id, seq) for item_id in log.named_items(entry.body))
         if expected < state.length:
             report.damaged.append(
                 Damage("log", col, f"entries {expected} to {state.length - 1} are missing")
@@ -128,8 +128,10 @@ def verify_item(node: Node, located: Located) -> Report:
             entry = log.parse_entry(bytes(txn.get(_key(located), db=node.store.db["log"]) or b""))
             log.verify_entry(entry, state.owner)
             previous = node.archive.entry(txn, located.collection, located.seq - 1)
-            if entry.body["prev"] != previous.id or entry.body.get("item") != located.id:
+            if entry.body["prev"] != previous.id:
                 raise FormatError("entry does not chain to the one before it")
+            if entry.type != "item" or located.id not in log.named_items(entry.body):
+                raise FormatError("entry does not name the item")
             report.entries = 1
         except (FormatError, DamagedError) as exc:
             report.damaged.append(Damage("entry", col, str(exc), position=located.seq))

@@ -392,6 +392,7 @@ def test_log_answers_cut_short_by_the_size_cap_are_asked_for_again(two, tmp_path
         p = tmp_path / f"f{i}.txt"
         p.write_bytes(os.urandom(64))
         files.append(p)
+    monkeypatch.setattr(log, "MAX_ITEMS", 1)  # an entry per item: a log of 62 entries
     ingest.add(a, col, ingest.gather(files), {"title_en": "x"})
     grants.share(a, col, b.peer_id)
     monkeypatch.setattr(msg, "ENTRIES_PER_RESPONSE", 10)  # several requests on their way
@@ -460,7 +461,9 @@ def test_the_servers_cache_of_item_block_lists_is_bounded_by_ids(two, tmp_path, 
     assert seen and max(seen) <= 4  # cleared and rebuilt, never over the bound
 
 
-def _many_items(node: Node, col, tmp: Path, n: int) -> None:
+def _many_items(node: Node, col, tmp: Path, n: int, monkeypatch) -> None:  # noqa: ANN001
+    """`n` small items, each added by an entry of its own: a log of `n` more entries."""
+    monkeypatch.setattr(log, "MAX_ITEMS", 1)
     files = []
     for i in range(n):
         p = tmp / f"m{i}.txt"
@@ -476,7 +479,7 @@ def test_a_grant_beyond_the_first_log_round_is_found_by_surveying_the_log(
     then stored round by round, each round checked against what was surveyed."""
     a, b = two
     col = collections.create(a, "long", "closed")
-    _many_items(a, col, tmp_path, 35)
+    _many_items(a, col, tmp_path, 35, monkeypatch)
     grants.share(a, col, b.peer_id)  # at position 36, beyond the first rounds
     monkeypatch.setattr(replicate, "MAX_LOG_ROUND", 10)
     result = trio.run(pull, b, a)
@@ -489,7 +492,7 @@ def test_a_grant_beyond_the_first_log_round_is_found_by_surveying_the_log(
 def test_a_log_that_differs_from_the_one_surveyed_is_refused(two, tmp_path, monkeypatch):
     a, b = two
     col = collections.create(a, "long", "closed")
-    _many_items(a, col, tmp_path, 25)
+    _many_items(a, col, tmp_path, 25, monkeypatch)
     grants.share(a, col, b.peer_id)
     monkeypatch.setattr(replicate, "MAX_LOG_ROUND", 10)
     real = replicate.Puller._survey_log
@@ -509,7 +512,7 @@ def test_a_long_log_that_never_grants_us_is_refused_after_the_survey(two, tmp_pa
     """A server sending a long collection that does not grant us: refused, nothing stored."""
     a, b = two
     col = collections.create(a, "long", "closed")
-    _many_items(a, col, tmp_path, 25)
+    _many_items(a, col, tmp_path, 25, monkeypatch)
     monkeypatch.setattr(replicate, "MAX_LOG_ROUND", 10)
     monkeypatch.setattr(sync_server, "may_serve", lambda *args: True)  # a server that overshares
     with pytest.raises(replicate.PeerViolation, match="never granted"):
@@ -521,7 +524,7 @@ def test_a_long_log_that_never_grants_us_is_refused_after_the_survey(two, tmp_pa
 def test_a_long_log_that_revoked_us_before_we_ever_held_it_is_refused(two, tmp_path, monkeypatch):
     a, b = two
     col = collections.create(a, "long", "closed")
-    _many_items(a, col, tmp_path, 25)
+    _many_items(a, col, tmp_path, 25, monkeypatch)
     grants.share(a, col, b.peer_id)
     grants.unshare(a, col, b.peer_id)
     monkeypatch.setattr(replicate, "MAX_LOG_ROUND", 10)

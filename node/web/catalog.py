@@ -54,6 +54,7 @@ class ItemView:
     id: str
     collection: str
     seq: int
+    slot: int  # its place among the items its log entry adds (SPEC 4.5): 0 for the first
     at: int  # the time in its log entry (ms): newest first across collections
     size: int
     sha256: str
@@ -84,6 +85,10 @@ class ItemView:
         }
 
 
+def _log_order(view: ItemView) -> tuple[int, int]:
+    return view.seq, view.slot
+
+
 @dataclass
 class CollectionView:
     id: str
@@ -95,7 +100,7 @@ class CollectionView:
     length: int
     head: bytes
     updated_at: int  # time of its newest log entry (ms)
-    items: list[ItemView] = field(default_factory=list)  # served items, ascending log position
+    items: list[ItemView] = field(default_factory=list)  # served items, in log order
 
     def pages(self) -> int:
         return max(1, -(-len(self.items) // PAGE_SIZE))
@@ -113,6 +118,7 @@ class Pending:
     """An item whose log entry is here but whose record or blocks are not all here yet."""
 
     seq: int
+    slot: int
     at: int
     next_block: int = 0  # blocks before this one were present at the last look
 
@@ -120,7 +126,7 @@ class Pending:
 @dataclass
 class Delta:
     collections: dict[str, CollectionView] = field(default_factory=dict)  # new or changed
-    added: dict[str, list[ItemView]] = field(default_factory=dict)  # ascending log position
+    added: dict[str, list[ItemView]] = field(default_factory=dict)  # in log order
     texts: dict[str, list[str]] = field(default_factory=dict)  # item id -> what search indexes
     removed: set[str] = field(default_factory=set)  # redacted item ids
     dropped: set[str] = field(default_factory=set)  # collections no longer served
@@ -182,7 +188,7 @@ class Catalog:
 
     def newest_first(self, item_ids: set[str]) -> list[ItemView]:
         views = [self.items[i] for i in item_ids if i in self.items]
-        views.sort(key=lambda v: (v.at, v.seq, v.id), reverse=True)
+        views.sort(key=lambda v: (v.at, v.seq, v.slot, v.id), reverse=True)
         return views
 
     # --- scanning (worker thread: reads only) ---------------------------------------------------
@@ -268,7 +274,8 @@ class Catalog:
                         continue
                     updated_at = max(updated_at, body["at"])
                     if body["type"] == "item":
-                        fresh[body["item"]] = Pending(seq, body["at"])
+                        for slot, item_id in enumerate(log.named_items(body)):
+                            fresh[item_id] = Pending(seq, slot, body["at"])
                     elif body["type"] == "redact":
                         fresh.pop(body["item"], None)
                         redacted.add(body["item"])
@@ -298,7 +305,7 @@ class Catalog:
         if known is None or known.head != state.head or added:
             delta.collections[text_id] = changed_view
         if added:
-            delta.added[text_id] = sorted(added, key=lambda v: v.seq)
+            delta.added[text_id] = sorted(added, key=_log_order)
         if known is None or pending is not waiting:
             delta.pending[text_id] = pending
 
@@ -371,6 +378,7 @@ class Catalog:
             ids.to_text("itm", record.id),
             ids.to_text("col", record.collection),
             wait.seq,
+            wait.slot,
             wait.at,
             meta["size"],
             meta["sha256"],
@@ -399,10 +407,11 @@ class Catalog:
             items = old.items if old is not None else []
             added = delta.added.get(col, [])
             if added:  # in place: this thread alone reads and writes the lists
-                late = bool(items) and added[0].seq < items[-1].seq  # waited for its blocks
+                # an item that waited for its blocks comes after later ones
+                late = bool(items) and _log_order(added[0]) < _log_order(items[-1])
                 items.extend(added)
                 if late:
-                    items.sort(key=lambda v: v.seq)
+                    items.sort(key=_log_order)
             view.items = items
             self.collections[col] = view
             for item in added:
@@ -446,7 +455,7 @@ class Catalog:
         except DamagedError as exc:
             logger.error("cannot serve item %s: %s", item_id, exc)
             return None
-        if entry.type != "item" or entry.body["item"] != raw_id:
+        if entry.type != "item" or raw_id not in log.named_items(entry.body):
             logger.error("log position %d does not name item %s", view.seq, item_id)
             return None
         detail = ItemDetail(

@@ -2,9 +2,10 @@
 
 The chain an investigator checks: the file's SHA-256 is named in the item record (meta.sha256);
 the item id is the SHA-256 multihash of the record's bytes; the owner's log entry at position N
-names that item id and is signed by the owner's Ed25519 key, which is inside the owner's libp2p
-peer ID. The script below checks every link from the three files (original, record, entry) and
-the peer ID alone: it needs nothing from this mirror, so a compromised mirror cannot fake a pass.
+names that item id (alone, or in the list of a batch added together) and is signed by the
+owner's Ed25519 key, which is inside the owner's libp2p peer ID. The script below checks every
+link from the three files (original, record, entry) and the peer ID alone: it needs nothing from
+this mirror, so a compromised mirror cannot fake a pass.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ assert bytes.fromhex("1220") + hashlib.sha256(record).digest() == ITEM_ID, "not 
 assert cbor2.loads(record)["meta"]["sha256"] == FILE_SHA256, "the record names another file"
 entry = cbor2.loads(open(sys.argv[3], "rb").read())
 body = entry["body"]
-assert body["type"] == "item" and body["item"] == ITEM_ID, "the entry names another item"
+named = [body["item"]] if "item" in body else body.get("items", [])  # one item, or a batch
+assert body["type"] == "item" and ITEM_ID in named, "the entry does not name this item"
 signed = cbor2.dumps(["{tag}", {version}, body], canonical=True)
 nacl.signing.VerifyKey(owner_key).verify(signed, entry["sig"])  # raises if forged
 print("OK: signed by", PEER_ID, "at position", body["seq"], "of", body["col"].hex())
@@ -102,7 +104,8 @@ def document(detail: ItemDetail, base: str) -> dict:
                 "meta.sha256 names the original",
                 f"{cmds['entry']}: a CBOR map {{body, sig}}; sig is the owner's Ed25519 "
                 f'signature over the deterministic CBOR of ["{ENTRY_TAG}", {ENTRY_VERSION}, '
-                "body], body.item the item id and body.seq the log position",
+                "body]; body.item is the item id (or body.items, for a batch added together, "
+                "lists it) and body.seq is the log position",
                 f"{cmds['script']}: checks all of the above with the key inside the owner's "
                 "peer ID; confirm that peer ID with the owner through another channel",
             ],
