@@ -308,3 +308,39 @@ def test_a_store_of_schema_1_is_upgraded_with_its_redactions(node, tmp_path):
         assert verify.verify_all(again).ok
     finally:
         again.close()
+
+
+def test_a_batch_is_signed_in_entries_of_at_most_max_items_each_commit(node, tmp_path, monkeypatch):
+    """Each commit signs the items finished since the last entry, at most log.MAX_ITEMS an
+    entry (SPEC 4.5, 6.6): no item is ever committed without an entry naming it."""
+    from amanah.protocol import log
+
+    monkeypatch.setattr(log, "MAX_ITEMS", 4)
+    monkeypatch.setattr(ingest, "BATCH_ITEMS", 10)
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for i in range(23):
+        (folder / f"f{i:02d}.txt").write_bytes(os.urandom(50 + i))
+    info = collections.create(node, "batch", "trusted")
+    added = ingest.add(node, info, ingest.gather([folder]), {})
+    with node.store.read() as txn:
+        state = node.archive.require(txn, info.state.id)
+        entries = [node.archive.entry(txn, state.id, seq) for seq in range(1, state.length)]
+        where = {
+            a.id: txn.get(ids.from_text(a.id, "itm"), db=node.store.db["items"]) for a in added
+        }
+    sizes = [len(log.named_items(e.body)) for e in entries]
+    assert sizes == [4, 4, 2, 4, 4, 2, 3]  # commits of 10, 10 and 3 items
+    assert ["item" in e.body for e in entries] == [False] * 7  # 2 or more: always "items"
+    named = [ids.to_text("itm", i) for e in entries for i in log.named_items(e.body)]
+    assert named == [a.id for a in added]  # every item once, in the order added
+    for e in entries:
+        for i in log.named_items(e.body):
+            assert where[ids.to_text("itm", i)] == state.id + e.seq.to_bytes(8, "big")
+    newest = [r["id"] for r in items.list_items(node, state, newest_first=True)]
+    assert newest == [a.id for a in reversed(added)]
+    assert [r["id"] for r in items.list_items(node, state, skip=21)] == [added[-2].id, added[-1].id]
+    assert verify.verify_all(node).ok
+    for a in (added[0], added[5], added[-1]):  # one item's check finds it in its batch's entry
+        report = verify.verify_item(node, items.locate(node, a.id))
+        assert report.ok and report.entries == 1

@@ -21,6 +21,7 @@ def _key(label: str) -> nacl.signing.SigningKey:
 
 
 OWNER = _key("owner")
+ID, ID2 = ids.sha256_id(b"one"), ids.sha256_id(b"two")
 A, B, C, STRANGER = _key("a"), _key("b"), _key("c"), _key("stranger")
 
 
@@ -217,8 +218,11 @@ def _trusted_bodies() -> dict[str, dict]:
     chain.grant(A, "read")
     record, _ = chain.epoch_record([pk(OWNER)])
     item = ids.sha256_id(b"item")
+    batch = [ids.sha256_id(b"item %d" % i) for i in range(log.MAX_ITEMS)]
     return {
         "item": chain.body("item", item=item),
+        "items": chain.body("item", items=batch[:2]),
+        "items_most": chain.body("item", items=batch),
         "redact": chain.body("redact", item=item, epoch=0, reason_enc=b"\0" * 40),
         "redact_clear": chain.body("redact", item=item, reason="duplicate"),
         "grant": chain.body("grant", peer=pk(B), role="hold"),
@@ -234,6 +238,17 @@ def test_every_valid_body_is_accepted():
     for body in [*_trusted_bodies().values(), _genesis_body(), _genesis_body("closed")]:
         entry = log.make_entry(OWNER, body)
         assert log.parse_entry(entry.raw).body == body
+
+
+def test_an_item_entry_names_one_item_or_a_batch_in_order():
+    bodies = _trusted_bodies()
+    assert log.named_items(bodies["item"]) == [ids.sha256_id(b"item")]
+    batch = [ids.sha256_id(b"item %d" % i) for i in range(log.MAX_ITEMS)]
+    assert log.named_items(bodies["items_most"]) == batch
+    assert log.item_fields(batch[:1]) == {"item": batch[0]}  # one is never an items of one
+    assert log.item_fields(batch[:3]) == {"items": batch[:3]}
+    most = log.make_entry(OWNER, bodies["items_most"])
+    assert len(most.raw) < log.MAX_ENTRY_SIZE  # the largest batch fits an entry
 
 
 def _variants() -> list[tuple[str, dict]]:
@@ -268,6 +283,14 @@ def _variants() -> list[tuple[str, dict]]:
         ("no prev", without(bodies["item"], "prev")),
         ("item not an id", {**bodies["item"], "item": b"\x13\x20" + bytes(32)}),
         ("no item", without(bodies["item"], "item")),
+        ("both item and items", {**bodies["items"], "item": bodies["item"]["item"]}),
+        ("items of one", {**bodies["items"], "items": bodies["items"]["items"][:1]}),
+        ("items empty", {**bodies["items"], "items": []}),
+        ("items not an array", {**bodies["items"], "items": bodies["item"]["item"]}),
+        ("items too many", {**bodies["items"], "items": [*bodies["items_most"]["items"], ID]}),
+        ("items repeat an id", {**bodies["items"], "items": [ID, ID]}),
+        ("items hold a non-id", {**bodies["items"], "items": [ID, b"\x13\x20" + bytes(32)]}),
+        ("items on a redaction", {**bodies["redact_clear"], "items": [ID, ID2]}),
         ("unknown tier", {**g, "tier": "secret"}),
         ("owner 31 bytes", {**g, "owner": bytes(31)}),
         ("nonce 15 bytes", {**g, "nonce": bytes(15)}),

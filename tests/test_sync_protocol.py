@@ -709,6 +709,39 @@ def test_a_log_naming_the_same_foreign_item_twice_is_refused(nodes, tmp_path, ho
     assert verify_all(b).ok
 
 
+def test_a_batch_entry_replicates_and_one_naming_an_item_again_is_refused(nodes, tmp_path):
+    a, b = nodes("a"), nodes("b")
+    trust(a, b)
+    trust(b, a)
+    info = collections.create(a, "batch", "public")
+    col = info.state.id
+    files = []
+    for i in range(5):
+        files.append(tmp_path / f"d{i}.txt")
+        files[-1].write_bytes(os.urandom(1_000 + i))
+    added = ingest.add(a, info, ingest.gather(files), {"title_en": "batch"})
+    grants.share(a, collections.resolve(a, "batch"), b.peer_id)
+    assert state_of(a, col).length == 3  # genesis, one entry naming the five, the grant
+    named = log.named_items(entry_at(a, col, 1).body)
+    assert [ids.to_text("itm", i) for i in named] == [x.id for x in added]
+    result = pull_ok(b, a)
+    assert (result.entries, result.records) == (3, 5) and verify_all(b).ok
+    for x, f in zip(added, files, strict=True):
+        path, _ = items_mod.get(b, x.id, str(tmp_path / "out"))
+        assert path.read_bytes() == f.read_bytes()
+        path.unlink()
+    # The owner's next batch names a new item and one of the five again: refused whole.
+    fresh = ids.sha256_id(b"never stored")
+    _append(a, col, "item", items=[fresh, named[2]])
+    before = raw_log(b, col)
+    _, _, error = pull(b, a)
+    assert isinstance(error, replicate.PeerViolation) and "added twice" in str(error)
+    assert raw_log(b, col) == before
+    with b.store.read() as txn:
+        assert txn.get(fresh, db=b.store.db["items"]) is None  # nothing of the entry kept
+    assert verify_all(b).ok
+
+
 def test_a_redaction_of_an_item_its_log_never_named_is_refused(nodes, tmp_path):
     a, b, victim, other, item = _foreign_listing(nodes, tmp_path)
     third = collections.create(a, "third", "public").state.id

@@ -235,6 +235,8 @@ class Replayer:
     def fields(self, inputs: dict) -> dict:
         t = inputs["type"]
         state = self.built
+        if t == "item" and "items" in inputs:
+            return {"items": [h(i) for i in inputs["items"]]}
         if t == "item":
             return {"item": h(inputs["item"])}
         if t == "grant":
@@ -319,12 +321,15 @@ def test_chain_vectors():
         for v in chain["entries"]:
             replayer.step(v)
             types.add((chain["tier"], v["inputs"]["type"], "key" in v["inputs"]))
+            if "items" in v["inputs"]:
+                types.add((chain["tier"], "batch", len(v["inputs"]["items"]) > 1))
         assert {int(e): h(k) for e, k in chain["epoch_keys"].items()} == replayer.keys
         assert replayer.built.to_cbor() == replayer.replayed.to_cbor()
     # the vectors cover what they claim to
     assert ("trusted", "revoke", True) in types
     assert ("trusted", "key", True) in types
     assert ("public", "revoke", False) in types
+    assert ("public", "batch", True) in types
     roles = {
         (c["tier"], e["inputs"].get("role"))
         for c in data["chains"]

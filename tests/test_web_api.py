@@ -137,6 +137,27 @@ def test_item_document_carries_the_proof_and_verifies_independently(world, tmp_p
     assert bad.returncode != 0 and "the file differs" in bad.stderr
 
 
+def test_the_proof_of_an_item_added_in_a_batch_checks_its_place_in_the_entry(world, tmp_path):
+    doc_id = item_id(world, "bulk-3")
+    doc = world.get(f"/api/v1/items/{doc_id}").json()
+    entry_raw = world.get(f"/api/v1/items/{doc_id}/entry").body
+    body = cbor.decode(entry_raw, 65_000)["body"]
+    assert ids.from_text(doc_id, "itm") in body["items"]  # one signed entry for the folder
+    (tmp_path / "doc.txt").write_bytes(world.get(f"/api/v1/items/{doc_id}/content").body)
+    (tmp_path / "record.cbor").write_bytes(world.get(f"/api/v1/items/{doc_id}/record").body)
+    (tmp_path / "entry.cbor").write_bytes(entry_raw)
+    (tmp_path / "verify_amanah.py").write_text(doc["verify"]["script"])
+    cmd = [sys.executable, "verify_amanah.py", "doc.txt", "record.cbor", "entry.cbor"]
+    ok = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith(f"OK: signed by {world.owner_id} at position {body['seq']}")
+    # another item's entry, validly signed, does not prove this item
+    video = item_id(world, "video")
+    (tmp_path / "entry.cbor").write_bytes(world.get(f"/api/v1/items/{video}/entry").body)
+    bad = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "the entry does not name this item" in bad.stderr
+
+
 def test_the_allow_list_hides_precise_location_and_free_fields_unless_listed(world):
     video = world.get(f"/api/v1/items/{item_id(world, 'video')}").json()
     assert video["metadata"]["location"] == {"name": "El Geneina"}

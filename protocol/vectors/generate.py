@@ -384,6 +384,10 @@ class ChainBuilder:
     def item(self, item_id: bytes) -> None:
         self._append("item", {"item": item_id.hex()}, item=item_id)
 
+    def items(self, item_ids: list[bytes]) -> None:
+        """A batch added together: one entry naming them all (SPEC 4.5)."""
+        self._append("item", {"items": [i.hex() for i in item_ids]}, items=item_ids)
+
     def grant(self, peer: str, role: str) -> None:
         inputs: dict[str, Any] = {"peer": peer, "role": role}
         fields: dict[str, Any] = {"peer": pub(peer), "role": role}
@@ -449,6 +453,7 @@ def public_chain(item_id: bytes) -> ChainBuilder:
     c.redact(item_id, "Posted by mistake: a duplicate of an earlier item.")
     c.revoke("hold-peer", rotate=False)
     c.revoke("reader-1", rotate=False)
+    c.items([ids.sha256_id(f"batch item {i}".encode()) for i in range(3)])
     return c
 
 
@@ -473,8 +478,9 @@ def log_vectors(public_item: bytes, trusted_item: bytes) -> dict:
             "Fixed inputs: owner and peer seeds (by label), genesis nonces, epoch keys and the "
             "ephemeral X25519 secrets of every key wrap (a key epoch's ephemerals follow the "
             "sorted order of its readers' keys). Times are milliseconds since 1970. Encrypted "
-            "redaction reasons use the context log.reason_context(collection, seq). 'after' is "
-            "the collection state once the entry is applied."
+            "redaction reasons use the context log.reason_context(collection, seq). An item "
+            "entry names one item ('item') or a batch added together ('items', 2 to 1,024 "
+            "distinct ids). 'after' is the collection state once the entry is applied."
         ),
         "peers": {
             label: {"seed": seed(label).hex(), "public_key": pub(label).hex()}
