@@ -52,7 +52,13 @@ RECORDS_IN_FLIGHT = 4  # records? requests outstanding
 RECORDS_WAITING = 4  # records answers received and waiting to be stored, at most
 LOG_IN_FLIGHT = 4  # log? requests outstanding
 ANSWER_TIMEOUT = 60  # seconds a puller waits for an answer
-MAX_LOG_ROUND = 200_000  # entries fetched and verified in memory per round (~60 MB at most)
+# A log round (entries fetched, verified and stored together, SPEC 11.6.2) ends at whichever
+# comes first: MAX_LOG_ROUND entries, or the answer that brings it to ROUND_BYTES of entries.
+# A batch entry is ~37 KB (1,024 item ids), so a count alone would let one round hold gigabytes.
+MAX_LOG_ROUND = 200_000
+ROUND_BYTES = 32 << 20
+# At most: ROUND_BYTES less one byte, then the answers already on their way (each capped).
+MAX_ROUND_BYTES = ROUND_BYTES + LOG_IN_FLIGHT * msg.MAX_ENTRIES_RESPONSE
 HAVE_PER_MESSAGE = 500
 BLOCK_BATCH_BYTES = 16 << 20
 
@@ -262,15 +268,30 @@ class Puller:
                     await self._find_fork(col, length)
                 if self.node.archive.complete_at(txn, col) == ours:
                     return  # in sync and complete: nothing to scan, nothing to fetch
-        surveyed: dict[int, bytes] = {}
-        if length - ours > MAX_LOG_ROUND and not await trio.to_thread.run_sync(self._granted, col):
-            # Each round is stored only if the log so far grants us (a peer must not make us
-            # hold what we were never given); a grant beyond the first round is found first.
-            surveyed = await self._survey_log(col, ours, length, head)
+        granted = await trio.to_thread.run_sync(self._granted, col)
+        surveyed: dict[int, bytes] = {}  # the end of each round surveyed -> its last entry's id
         while ours < length:
-            end = min(length, ours + MAX_LOG_ROUND)
-            await self._pull_log(col, ours, end, surveyed.get(end) if end < length else None)
-            ours = end
+            owner = await trio.to_thread.run_sync(self._owner, col)
+            if surveyed:
+                end = min(e for e in surveyed if e > ours)
+                checks, reached = await self._fetch_log(col, ours, end, owner, exact=True)
+            else:
+                end = min(length, ours + MAX_LOG_ROUND)
+                checks, reached = await self._fetch_log(col, ours, end, owner)
+                if reached < length and not granted:
+                    # Each round is stored only if the log so far grants us (a peer must not
+                    # make us hold what we were never given); a grant beyond this round is
+                    # found first by surveying the whole log, then it is fetched again.
+                    await self._parsed(checks)  # let its checks end; a malformed entry counts
+                    surveyed = await self._survey_log(col, ours, length, head)
+                    continue
+            entries = await self._parsed(checks)
+            if surveyed and entries[-1].id != surveyed[reached]:
+                raise PeerViolation("the log sent differs from the one surveyed")
+            await self._store_entries(
+                col, ours, entries, checks, provisional=bool(surveyed) and reached < length
+            )
+            ours = reached
         wants = await trio.to_thread.run_sync(self._survey_items, col)
         await self._pull_records(col, wants)
         await self._pull_blocks(wants)
@@ -369,9 +390,9 @@ class Puller:
         ends: dict[int, bytes] = {}
         position = start
         while position < length:
-            end = min(length, position + MAX_LOG_ROUND)
             owner = state.owner if state is not None else None
-            checks = await self._fetch_log(col, position, end, owner)
+            end = min(length, position + MAX_LOG_ROUND)
+            checks, end = await self._fetch_log(col, position, end, owner)
             entries = await self._parsed(checks)
             state = await trio.to_thread.run_sync(self._replay, col, state, entries, checks)
             ends[end] = entries[-1].id
@@ -406,39 +427,35 @@ class Puller:
             raise PeerViolation(f"log entry rejected: {exc}") from None
         return state
 
-    async def _pull_log(
-        self, col: bytes, start: int, length: int, surveyed: bytes | None = None
-    ) -> None:
-        """Fetch entries [start, length), verify them all, store them in one transaction.
-        `surveyed`: the id `_survey_log` saw at length - 1, for a round stored before the grant
-        that lets us hold the collection."""
-        owner = await trio.to_thread.run_sync(self._owner, col)
-        checks = await self._fetch_log(col, start, length, owner)
-        entries = await self._parsed(checks)
-        if surveyed is not None and entries[-1].id != surveyed:
-            raise PeerViolation("the log sent differs from the one surveyed")
-        await self._store_entries(col, start, entries, checks, provisional=surveyed is not None)
-
     async def _fetch_log(
-        self, col: bytes, start: int, length: int, owner: bytes | None
-    ) -> EntryChecks:
-        """Fetch entries [start, length), LOG_IN_FLIGHT requests on their way; each answer is
-        parsed and its signatures checked against `owner` (None: the key the genesis entry
-        names) on other threads while the next ones arrive (`_parsed` collects them)."""
+        self, col: bytes, start: int, length: int, owner: bytes | None, exact: bool = False
+    ) -> tuple[EntryChecks, int]:
+        """Fetch one round of entries from `start`: up to `length`, or fewer once ROUND_BYTES
+        have arrived (`exact`: all of them, a round surveyed before). Returns its checks and
+        where it ends. LOG_IN_FLIGHT requests are on their way; each answer is parsed and its
+        signatures checked against `owner` (None: the key the genesis entry names) on other
+        threads while the next ones arrive (`_parsed` collects them)."""
         asked: list[int] = []  # the `from` of each request on its way, in order
         position = start  # the next entry to receive
         next_ask = start
+        received = 0  # bytes of the entries received
         checks = EntryChecks(owner) if owner is not None else None
         while position < length:
             if not asked:  # every answer is in: ask on from the first entry still missing
                 next_ask = position
-            while next_ask < length and len(asked) < LOG_IN_FLIGHT:
+            while (
+                next_ask < length
+                and len(asked) < LOG_IN_FLIGHT
+                and (exact or received < ROUND_BYTES)
+            ):
                 limit = min(msg.ENTRIES_PER_RESPONSE, length - next_ask)
                 await self.stream.send(
                     msg.encode("log?", col=col, limit=limit, **{"from": next_ask})
                 )
                 asked.append(next_ask)
                 next_ask += limit
+            if not asked:
+                break  # the round is full (ROUND_BYTES) and every answer is in
             reply = await self._answer("entries", msg.MAX_ENTRIES_RESPONSE)
             if reply["col"] != col or reply["from"] != asked.pop(0) or not reply["entries"]:
                 raise PeerViolation("the log range answered is not the one asked for")
@@ -447,6 +464,9 @@ class Puller:
                 # does not follow on; the gap is asked for once the answers on their way are in.
                 continue
             got = reply["entries"][: length - position]
+            received += sum(map(len, got))
+            if received > MAX_ROUND_BYTES:  # only a round surveyed smaller can get here
+                raise PeerViolation("the log round sent is larger than the one surveyed")
             if checks is None:  # a new collection: the genesis entry names its owner
                 try:
                     genesis = log.parse_entry(got[0])
@@ -458,7 +478,7 @@ class Puller:
             checks.start(got, position)
             position += len(got)
         assert checks is not None  # length > start: at least one answer was received
-        return checks
+        return checks, position
 
     @staticmethod
     async def _parsed(checks: EntryChecks) -> list[Entry]:
@@ -578,6 +598,7 @@ class Puller:
         # ever hides or deletes the item if C is its home.
         if entry.type == "item":
             seq = entry.seq.to_bytes(8, "big")
+            foreign: list[bytes] = []
             for item_id in log.named_items(b):  # distinct within the entry (checked parsing it)
                 if _named_in(txn, db, col, item_id):
                     raise FormatError("the same item is added twice")
@@ -585,11 +606,14 @@ class Puller:
                     txn.put(item_id, col + seq, db=db["items"])
                 else:
                     txn.put(col + item_id, seq, db=db["foreign"])
-                    logger.warning(
-                        "%s lists item %s, which another collection's log named first",
-                        ids.to_text("col", col),
-                        ids.to_text("itm", item_id),
-                    )
+                    foreign.append(item_id)
+            if foreign:  # one line per entry, however many of its items
+                logger.warning(
+                    "%s lists %d item(s) that another collection's log named first, from %s",
+                    ids.to_text("col", col),
+                    len(foreign),
+                    ids.to_text("itm", foreign[0]),
+                )
         elif entry.type == "redact":
             if not _named_in(txn, db, col, b["item"]):
                 raise FormatError("redaction of an item not in this collection")

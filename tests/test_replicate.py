@@ -489,6 +489,73 @@ def test_a_grant_beyond_the_first_log_round_is_found_by_surveying_the_log(
     assert again.entries == again.records == again.blocks == 0
 
 
+def _batched(node: Node, col, tmp: Path, n: int, per_entry: int, monkeypatch) -> None:  # noqa: ANN001
+    """`n` small items in one add, `per_entry` named by each entry."""
+    monkeypatch.setattr(log, "MAX_ITEMS", per_entry)
+    folder = tmp / "batch"
+    folder.mkdir()
+    for i in range(n):
+        (folder / f"b{i:03d}.txt").write_bytes(os.urandom(100))
+    ingest.add(node, col, ingest.gather([folder]), {"title_en": "x"})
+
+
+def _count_calls(monkeypatch, cls, name: str) -> list[int]:  # noqa: ANN001
+    calls: list[int] = []
+    real = getattr(cls, name)
+
+    def counted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cls, name, counted)
+    return calls
+
+
+def test_log_rounds_end_at_a_byte_bound_and_a_grant_beyond_them_is_surveyed(
+    two, tmp_path, monkeypatch
+):
+    """Batch entries are large: a round also ends once ROUND_BYTES of entries are in, so memory
+    stays bounded however many items an entry names. A new partner whose grant lies beyond the
+    first such round surveys the log first, then stores exactly the rounds surveyed."""
+    a, b = two
+    col = collections.create(a, "batches", "closed")
+    _batched(a, col, tmp_path, 200, 10, monkeypatch)  # 20 entries of 10 items
+    grants.share(a, col, b.peer_id)  # at position 21
+    monkeypatch.setattr(msg, "ENTRIES_PER_RESPONSE", 1)
+    monkeypatch.setattr(replicate, "ROUND_BYTES", 1)  # a round: the answers already asked for
+    surveys = _count_calls(monkeypatch, replicate.Puller, "_survey_log")
+    stores = _count_calls(monkeypatch, replicate.Puller, "_store_entries_txn")
+    result = trio.run(pull, b, a)
+    assert result.entries == 22 and result.records == 200
+    assert len(surveys) == 1
+    assert len(stores) == 6  # rounds of LOG_IN_FLIGHT (4) answers of one entry: 4 * 5 + 2
+    assert verify_all(b).ok
+    again = trio.run(pull, b, a)
+    assert again.entries == again.records == again.blocks == 0
+
+
+def test_a_round_larger_than_the_one_surveyed_is_refused(two, tmp_path, monkeypatch):
+    a, b = two
+    col = collections.create(a, "batches", "closed")
+    _batched(a, col, tmp_path, 120, 10, monkeypatch)
+    grants.share(a, col, b.peer_id)
+    monkeypatch.setattr(msg, "ENTRIES_PER_RESPONSE", 1)
+    monkeypatch.setattr(replicate, "ROUND_BYTES", 1)
+    real = replicate.Puller._survey_log
+
+    async def then_smaller(self, *args):  # noqa: ANN001, ANN002, ANN202
+        ends = await real(self, *args)
+        # as if the peer now sent bigger entries than it showed: the bound catches it in flight
+        monkeypatch.setattr(replicate, "MAX_ROUND_BYTES", 1_000)
+        return ends
+
+    monkeypatch.setattr(replicate.Puller, "_survey_log", then_smaller)
+    with pytest.raises(replicate.PeerViolation, match="larger than the one surveyed"):
+        run_unwrapped(pull, b, a)
+    with b.store.read() as txn:
+        assert b.archive.states(txn) == []  # nothing of it kept
+
+
 def test_a_log_that_differs_from_the_one_surveyed_is_refused(two, tmp_path, monkeypatch):
     a, b = two
     col = collections.create(a, "long", "closed")
