@@ -499,10 +499,11 @@ class _Writer:
         self.checkpoints = 0
         self.since_release = 0
         self.unsigned: list[bytes] = []  # items stored in this transaction, not yet in an entry
+        self.finished = 0  # items stored so far (committed or not)
+        self.committed = 0  # items committed (a large file's checkpoint commits those before it)
 
     def run(self, sources: list[Source], preparer: _Preparer) -> list[Added]:
         added: list[Added] = []
-        committed = 0
         ring = _Ring()
         small = _small_in_child(preparer, sources)
         self._begin()
@@ -524,7 +525,6 @@ class _Writer:
                 self.batch_items += 1
                 if self.batch_items >= BATCH_ITEMS or self.batch_bytes >= BATCH_BYTES:
                     self._commit()
-                    committed = len(added)
                     self._begin()
             self._commit()
             if small is not None:
@@ -537,10 +537,10 @@ class _Writer:
                 _drop_pending(self.node, self.token)
             if isinstance(exc, lmdb.Error):
                 translate_full(exc, str(self.node.home / "store"))  # StoreFull, or as it was
-            if committed and isinstance(exc, AmanahError):
+            if self.committed and isinstance(exc, AmanahError):
                 n = len(sources)
                 raise type(exc)(
-                    f"{exc} ({committed} of {n} files were added before this)"
+                    f"{exc} ({self.committed} of {n} files were added before this)"
                 ) from None
             raise
         return added
@@ -601,6 +601,7 @@ class _Writer:
         )
         ctx, self.txn = self._txn_ctx, None
         ctx.__exit__(None, None, None)
+        self.committed = self.finished
         self.since_release += self.batch_bytes
         if self.since_release >= RELEASE_EVERY:
             self.node.store.trim_map()
@@ -647,6 +648,7 @@ class _Writer:
         txn.put(record.id, record.raw, db=db["records"])
         add_refs(txn, db["refs"], refs)
         self.unsigned.append(record.id)
+        self.finished += 1
         if len(self.unsigned) >= log.MAX_ITEMS:
             self._sign()
         for i in range(self.checkpoints):

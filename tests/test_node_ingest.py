@@ -344,3 +344,25 @@ def test_a_batch_is_signed_in_entries_of_at_most_max_items_each_commit(node, tmp
     for a in (added[0], added[5], added[-1]):  # one item's check finds it in its batch's entry
         report = verify.verify_item(node, items.locate(node, a.id))
         assert report.ok and report.entries == 1
+
+
+def test_a_failed_add_counts_the_files_a_large_files_checkpoint_committed(node, tmp_path):
+    """Small files finished before a large file are signed and committed with its first 16 MiB
+    checkpoint: they stay, and the error says so when a later file fails."""
+    from amanah.node.errors import InvalidInput
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"a{i}.txt").write_bytes(os.urandom(300 + i))
+    distinct_chunks(folder / "b_large.bin", 20)  # one checkpoint at 16 MiB
+    (folder / "c_gone.txt").write_bytes(b"read after the large file")
+    info = collections.create(node, "mixed", "closed")
+    sources = ingest.gather([folder])
+    assert [s.path.name for s in sources][-2:] == ["b_large.bin", "c_gone.txt"]
+    os.unlink(folder / "c_gone.txt")  # vanishes after gather
+    with pytest.raises(InvalidInput, match=r"\(3 of 5 files were added before this\)"):
+        ingest.add(node, info, sources, {})
+    rows = list(items.list_items(node, info.state))
+    assert sorted(r["metadata"]["filename"] for r in rows) == [f"mixed/a{i}.txt" for i in range(3)]
+    assert verify.verify_all(node).ok
