@@ -83,3 +83,66 @@ def test_pages_are_newest_first_and_a_scan_with_nothing_new_changes_nothing(node
     assert delta.empty()
     catalog.apply(delta)
     assert catalog.generation == generation
+
+
+def test_a_redaction_in_another_collections_log_does_not_hide_the_item(node, tmp_path):
+    """Any log may name and redact any item id (SPEC 11.6.3): only the item's home hides it."""
+    from amanah.node.collections import now_ms
+
+    home = collections.create(node, "Home", "public")
+    other = collections.create(node, "Other", "public")
+    f = tmp_path / "evidence.txt"
+    f.write_text("evidence\n")
+    item = ingest.add(node, home, ingest.gather([f]), {"title_en": "Evidence"})[0]
+    raw = ids.from_text(item.id, "itm")
+    catalog = Catalog(node, SearchIndex())
+    refresh(catalog)
+    assert [v.id for v in catalog.collections[home.id_text].items] == [item.id]
+    with node.store.write() as txn:
+        state = node.archive.require(txn, other.id)
+        node.archive.append(txn, state, node.identity, "item", now_ms(), item=raw)
+        node.archive.append(
+            txn, state, node.identity, "redact", now_ms(), item=raw, reason="not yours to hide"
+        )
+    refresh(catalog)
+    assert [v.id for v in catalog.collections[home.id_text].items] == [item.id]
+    assert catalog.items[item.id].collection == home.id_text
+    # and its home's own redaction does hide it
+    redact_mod.redact(node, item.id, "consent withdrawn")
+    refresh(catalog)
+    assert item.id not in catalog.items and catalog.collections[home.id_text].items == []
+
+
+def test_a_scan_reads_batches_of_items_in_bounded_transactions(node, tmp_path, monkeypatch):
+    """A read transaction of a scan stops after ENTRIES_PER_TXN items named, not only entries
+    (an entry may name 1,024 items); every item is still found, in log order."""
+    from amanah.node.web import catalog as catalog_mod
+    from amanah.protocol import log
+
+    monkeypatch.setattr(log, "MAX_ITEMS", 3)
+    public = collections.create(node, "Public", "public")
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(10):
+        (folder / f"d{i}.txt").write_text(f"document {i}\n")
+    added = ingest.add(node, public, ingest.gather([folder]), {})  # entries of 3, 3, 3 and 1
+    monkeypatch.setattr(catalog_mod, "ENTRIES_PER_TXN", 2)
+    reads: list[int] = []  # where each read of the collection's log starts
+    real = node.archive.raw_entries
+
+    def counted(txn, col, start=0, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        if col == public.id:
+            reads.append(start)
+        return real(txn, col, start, *args, **kwargs)
+
+    monkeypatch.setattr(node.archive, "raw_entries", counted)
+    catalog = Catalog(node, SearchIndex())
+    refresh(catalog)
+    assert [v.id for v in catalog.collections[public.id_text].items] == [a.id for a in added]
+    assert [(v.seq, v.slot) for v in catalog.collections[public.id_text].items][:4] == [
+        (1, 0),
+        (1, 1),
+        (1, 2),
+        (2, 0),
+    ]
+    assert reads == [1, 2, 3, 4]  # one entry (3 items, over the bound of 2) per transaction

@@ -39,7 +39,7 @@ from .search import SearchIndex
 logger = logging.getLogger("amanah.web")
 
 PAGE_SIZE = 50
-ENTRIES_PER_TXN = 5_000  # log entries read per read transaction during a scan
+ENTRIES_PER_TXN = 5_000  # log entries, or items they name, read per read transaction in a scan
 DETAIL_CACHE = 4_096  # items whose full details (and rendered bodies) stay in memory
 
 
@@ -128,7 +128,9 @@ class Delta:
     collections: dict[str, CollectionView] = field(default_factory=dict)  # new or changed
     added: dict[str, list[ItemView]] = field(default_factory=dict)  # in log order
     texts: dict[str, list[str]] = field(default_factory=dict)  # item id -> what search indexes
-    removed: set[str] = field(default_factory=set)  # redacted item ids
+    # (collection, item) of each redaction seen: it hides the item only if that collection is
+    # the item's home (any log may name and redact any item id: SPEC 11.6.3)
+    removed: set[tuple[str, str]] = field(default_factory=set)
     dropped: set[str] = field(default_factory=set)  # collections no longer served
     pending: dict[str, dict[bytes, Pending]] = field(default_factory=dict)
     names: dict[bytes, str] | None = None  # owner key -> name, when the peer table changed
@@ -263,9 +265,11 @@ class Catalog:
         # no read transaction stays open for long (a long reader pins pages and grows the file).
         while start < state.length:
             end = min(state.length, start + ENTRIES_PER_TXN)
+            named = 0  # items named so far in this transaction: an entry may name 1,024
             with node.store.read() as txn:
                 for seq, raw in node.archive.raw_entries(txn, state.id, start):
-                    if seq >= end:
+                    if seq >= end or named >= ENTRIES_PER_TXN:
+                        end = min(end, seq)
                         break
                     try:
                         body = log.parse_entry(bytes(raw)).body
@@ -274,12 +278,14 @@ class Catalog:
                         continue
                     updated_at = max(updated_at, body["at"])
                     if body["type"] == "item":
-                        for slot, item_id in enumerate(log.named_items(body)):
+                        batch = log.named_items(body)
+                        for slot, item_id in enumerate(batch):
                             fresh[item_id] = Pending(seq, slot, body["at"])
+                        named += len(batch)
                     elif body["type"] == "redact":
                         fresh.pop(body["item"], None)
                         redacted.add(body["item"])
-                        delta.removed.add(ids.to_text("itm", body["item"]))
+                        delta.removed.add((text_id, ids.to_text("itm", body["item"])))
             start = end
         all_present = complete_at == state.length
         added = self._resolve(state, fresh, all_present, delta.texts) if fresh else []
@@ -399,8 +405,9 @@ class Catalog:
             for view in self.collections.pop(col).items:
                 self._forget(view.id)
             self._pending.pop(col, None)
-        touched = {self.items[i].collection for i in delta.removed if i in self.items}
-        for item_id in delta.removed:
+        gone = {i for c, i in delta.removed if i in self.items and self.items[i].collection == c}
+        touched = {self.items[i].collection for i in gone}
+        for item_id in gone:
             self._forget(item_id)
         for col, view in delta.collections.items():
             old = self.collections.get(col)
@@ -420,7 +427,7 @@ class Catalog:
         for col in touched:
             view = self.collections.get(col)
             if view is not None:
-                view.items = [v for v in view.items if v.id not in delta.removed]
+                view.items = [v for v in view.items if v.id not in gone]
         for col, pending in delta.pending.items():
             if col in self.collections:
                 self._pending[col] = pending
