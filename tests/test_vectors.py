@@ -346,6 +346,19 @@ def test_chain_vectors():
     assert reasons == {"public": False, "trusted": True}
 
 
+def test_invalid_item_entry_vectors_are_refused_though_signed_by_the_owner():
+    data = load("log.json")
+    owner = data["genesis"][0]["inputs"]["owner_seed"]
+    key = signer(owner).verify_key
+    assert len(data["invalid_entries"]) >= 8
+    for v in data["invalid_entries"]:
+        raw = h(v["raw"])
+        value = cbor.decode(raw, log.MAX_ENTRY_SIZE)  # well-formed CBOR, a valid signature
+        key.verify(signing.signable(log.ENTRY_TAG, log.ENTRY_VERSION, value["body"]), value["sig"])
+        with pytest.raises(FormatError):
+            log.parse_entry(raw)
+
+
 def test_stored_chain_entries_out_of_order_are_refused():
     data = load("log.json")
     chain = data["chains"][1]

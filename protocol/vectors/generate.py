@@ -469,6 +469,29 @@ def trusted_chain(item_id: bytes) -> ChainBuilder:
     return c
 
 
+def invalid_item_entries() -> list[dict]:
+    """Item entries signed by the owner (signature valid) whose body a reader MUST refuse (4.5)."""
+    owner = nacl.signing.SigningKey(seed("owner"))
+    genesis = make_genesis(genesis_inputs("public", "Public documentation", "public"))
+    batch = [ids.sha256_id(f"batch item {i}".encode()) for i in range(log.MAX_ITEMS + 1)]
+    base = {"type": "item", "seq": 1, "at": T0 + 60_000, "col": genesis.id, "prev": genesis.id}
+    cases: list[tuple[str, dict]] = [
+        ("both item and items", {**base, "item": batch[0], "items": batch[1:3]}),
+        ("neither item nor items", base),
+        ("items of one id (one item is always 'item')", {**base, "items": batch[:1]}),
+        ("items empty", {**base, "items": []}),
+        ("items of 1,025 ids", {**base, "items": batch}),
+        ("items names an id twice", {**base, "items": [batch[0], batch[1], batch[0]]}),
+        ("items holds a non-id", {**base, "items": [batch[0], b"\x13\x20" + bytes(32)]}),
+        ("items is not an array", {**base, "items": batch[0]}),
+    ]
+    out = []
+    for why, body in cases:
+        sig = signing.sign(owner, signing.signable(log.ENTRY_TAG, log.ENTRY_VERSION, body))
+        out.append({"raw": cbor.encode({"body": body, "sig": sig}).hex(), "why": why})
+    return out
+
+
 def log_vectors(public_item: bytes, trusted_item: bytes) -> dict:
     return {
         "description": (
@@ -480,7 +503,9 @@ def log_vectors(public_item: bytes, trusted_item: bytes) -> dict:
             "sorted order of its readers' keys). Times are milliseconds since 1970. Encrypted "
             "redaction reasons use the context log.reason_context(collection, seq). An item "
             "entry names one item ('item') or a batch added together ('items', 2 to 1,024 "
-            "distinct ids). 'after' is the collection state once the entry is applied."
+            "distinct ids). 'after' is the collection state once the entry is applied. "
+            "'invalid_entries': item entries of the public collection at position 1, signed "
+            "by its owner, that a reader MUST refuse for their body (SPEC 4.5)."
         ),
         "peers": {
             label: {"seed": seed(label).hex(), "public_key": pub(label).hex()}
@@ -491,6 +516,7 @@ def log_vectors(public_item: bytes, trusted_item: bytes) -> dict:
             genesis_json(genesis_inputs("closed", "Witness statements (closed)", "closed")),
         ],
         "chains": [public_chain(public_item).json(), trusted_chain(trusted_item).json()],
+        "invalid_entries": invalid_item_entries(),
     }
 
 
