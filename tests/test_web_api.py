@@ -14,6 +14,7 @@ import subprocess
 import sys
 import urllib.parse
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import nacl.signing
 import pytest
@@ -122,19 +123,24 @@ def test_item_document_carries_the_proof_and_verifies_independently(world, tmp_p
     assert entry["body"]["seq"] == doc["log"]["position"]
 
     # The script the page gives, run on the downloaded files, passes; a changed file fails.
-    original = tmp_path / "video.mp4"
-    original.write_bytes(world.get(f"/api/v1/items/{video}/content").body)
-    (tmp_path / "record.cbor").write_bytes(record)
-    (tmp_path / "entry.cbor").write_bytes(entry_raw)
-    (tmp_path / "verify_amanah.py").write_text(doc["verify"]["script"])
-    cmd = [sys.executable, "verify_amanah.py", "video.mp4", "record.cbor", "entry.cbor"]
-    ok = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    content = world.get(f"/api/v1/items/{video}/content").body
+    script = doc["verify"]["script"]
+    ok = run_proof(tmp_path, script, "video.mp4", content, record, entry_raw)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith(f"OK: signed by {world.owner_id} at position 1")
-    with original.open("r+b") as f:
-        f.write(b"X")
-    bad = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    bad = run_proof(tmp_path, script, "video.mp4", b"X" + content[1:], record, entry_raw)
     assert bad.returncode != 0 and "the file differs" in bad.stderr
+
+
+def run_proof(
+    where: Path, script: str, name: str, content: bytes, record: bytes, entry: bytes
+) -> subprocess.CompletedProcess:
+    """Run an item page's verification script on the files, as an investigator would."""
+    for file, data in ((name, content), ("record.cbor", record), ("entry.cbor", entry)):
+        (where / file).write_bytes(data)
+    (where / "verify_amanah.py").write_text(script)
+    cmd = [sys.executable, "verify_amanah.py", name, "record.cbor", "entry.cbor"]
+    return subprocess.run(cmd, cwd=where, capture_output=True, text=True, timeout=60)
 
 
 def test_the_proof_of_an_item_added_in_a_batch_checks_its_place_in_the_entry(world, tmp_path):
@@ -143,18 +149,15 @@ def test_the_proof_of_an_item_added_in_a_batch_checks_its_place_in_the_entry(wor
     entry_raw = world.get(f"/api/v1/items/{doc_id}/entry").body
     body = cbor.decode(entry_raw, 65_000)["body"]
     assert ids.from_text(doc_id, "itm") in body["items"]  # one signed entry for the folder
-    (tmp_path / "doc.txt").write_bytes(world.get(f"/api/v1/items/{doc_id}/content").body)
-    (tmp_path / "record.cbor").write_bytes(world.get(f"/api/v1/items/{doc_id}/record").body)
-    (tmp_path / "entry.cbor").write_bytes(entry_raw)
-    (tmp_path / "verify_amanah.py").write_text(doc["verify"]["script"])
-    cmd = [sys.executable, "verify_amanah.py", "doc.txt", "record.cbor", "entry.cbor"]
-    ok = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    content = world.get(f"/api/v1/items/{doc_id}/content").body
+    record = world.get(f"/api/v1/items/{doc_id}/record").body
+    script = doc["verify"]["script"]
+    ok = run_proof(tmp_path, script, "doc.txt", content, record, entry_raw)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.startswith(f"OK: signed by {world.owner_id} at position {body['seq']}")
     # another item's entry, validly signed, does not prove this item
-    video = item_id(world, "video")
-    (tmp_path / "entry.cbor").write_bytes(world.get(f"/api/v1/items/{video}/entry").body)
-    bad = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    other = world.get(f"/api/v1/items/{item_id(world, 'video')}/entry").body
+    bad = run_proof(tmp_path, script, "doc.txt", content, record, other)
     assert bad.returncode != 0 and "the entry does not name this item" in bad.stderr
 
 
